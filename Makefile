@@ -1,0 +1,47 @@
+# Proofroom: `make demo` and `make test` are the two commands (see README).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU build of torch that lies on these machines; install it before the project so
+# the project's range (torch>=2.2,<2.15) is already met and pip pulls no CUDA build.
+# Elsewhere: make test TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install test test-fast demo lint format clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its test extras
+
+test: $(STAMP) ## the whole suite (uses REDIS_URL, else 127.0.0.1:6379, else a throwaway redis-server)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## the suite without tests marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(STAMP) ## scripted shell session on the embedded default: /imagine, progress, images, approval, export
+	$(PY) -m bot.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache out data .proofroom

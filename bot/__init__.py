@@ -1,0 +1,1 @@
+"""Proofroom bot: everything that talks to people. Never imports torch or diffusers."""

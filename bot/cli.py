@@ -1,0 +1,47 @@
+"""The ``proofroom`` command. Each subcommand lives in its own module and is imported
+only when used, so ``proofroom shell`` never pays for torch and ``proofroom worker``
+never pays for the chat SDKs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module, help). The module provides ``add_arguments(parser)`` and ``run(args) -> int``.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("engine.generate_cli", "render a prompt or a template locally"),
+    "worker": ("engine.worker", "run a GPU worker that serves the queues"),
+    "shell": ("bot.shell", "a local chat channel in your terminal (embedded default)"),
+    "slack": ("bot.adapters.slack_cli", "run the bot on Slack (Socket Mode or HTTP)"),
+    "discord": ("bot.adapters.discord_cli", "run the bot on Discord; `discord invite-url` too"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``proofroom`` console script."""
+    parser = argparse.ArgumentParser(prog="proofroom", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, add_help=False)
+        sub_parser.set_defaults(_module=module_name)
+        # Only the chosen subcommand's module is imported (see below); argument
+        # definitions are loaded lazily by re-parsing once the module is known.
+    args, rest = parser.parse_known_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    module = importlib.import_module(args._module)
+    cmd_parser = argparse.ArgumentParser(prog=f"proofroom {args.command}")
+    module.add_arguments(cmd_parser)
+    return int(module.run(cmd_parser.parse_args(rest)) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

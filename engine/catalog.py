@@ -1,0 +1,204 @@
+"""The catalog: prompt templates, models and LoRAs by name (YAML under ``templates/``).
+
+Names are the only way from chat to a file: nothing a user types ever becomes a
+path. No torch here; the bot resolves templates so users get errors before
+anything is queued, and the worker checks again.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from engine.errors import CatalogError, SpecError
+
+Family = Literal["sd15", "sdxl"]
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+_PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
+
+
+class ModelEntry(BaseModel):
+    """A checkpoint: HF repo id, local diffusers folder, single-file ``.safetensors``,
+    or ``builtin:<name>`` for the offline test models."""
+
+    name: str
+    source: str
+    family: Family
+    description: str = ""
+    width: int = 512
+    height: int = 512
+    steps: int = 30
+    cfg_scale: float = 7.0
+    sampler: str = "DPM++ 2M Karras"
+
+
+class LoraEntry(BaseModel):
+    """A LoRA file (relative to the LoRA directory, or ``builtin:<name>``)."""
+
+    name: str
+    source: str
+    families: list[Family]
+    triggers: list[str] = Field(default_factory=list)
+    weight: float = 0.8
+    description: str = ""
+
+
+class Variable(BaseModel):
+    """One template variable; no default means the user must give it."""
+
+    description: str = ""
+    default: str | None = None
+    examples: list[str] = Field(default_factory=list)
+
+    @property
+    def required(self) -> bool:
+        """Whether the user must give a value."""
+        return self.default is None
+
+
+class Template(BaseModel):
+    """A named prompt with ``{variables}``, a negative prompt and optional defaults."""
+
+    name: str
+    description: str
+    prompt: str
+    negative: str = ""
+    variables: dict[str, Variable] = Field(default_factory=dict)
+    model: str | None = None
+    loras: dict[str, float] = Field(default_factory=dict)
+    steps: int | None = None
+    cfg_scale: float | None = None
+    sampler: str | None = None
+
+    def render(self, values: Mapping[str, str], *, extra: str = "") -> tuple[str, str]:
+        """Fill the variables; return ``(prompt, negative)``. Free ``extra`` text is appended."""
+        unknown = sorted(set(values) - set(self.variables))
+        if unknown:
+            raise CatalogError(
+                f"template `{self.name}` has no variable {_quote(unknown)}; "
+                f"its variables are {self.signature()}"
+            )
+        missing = [k for k, v in self.variables.items() if v.required and not values.get(k)]
+        if missing:
+            example = " ".join(f'{k}="..."' for k in missing)
+            raise CatalogError(
+                f"template `{self.name}` needs {_quote(missing)}; "
+                f"for example: /imagine {self.name} {example}"
+            )
+        filled = {k: values.get(k) or (v.default or "") for k, v in self.variables.items()}
+        prompt = _PLACEHOLDER.sub(lambda m: filled[m.group(1)], self.prompt)
+        # Empty optional variables would leave ", ," behind; tidy the separators.
+        prompt = re.sub(r"(,\s*){2,}", ", ", prompt).strip(" ,")
+        if extra.strip():
+            prompt = f"{prompt}, {extra.strip()}"
+        return prompt, self.negative
+
+    def signature(self) -> str:
+        """``product, style=minimalist, ...``: the variables with their defaults."""
+        parts = [k if v.required else f"{k}={v.default}" for k, v in self.variables.items()]
+        return ", ".join(parts) or "(none)"
+
+
+class Catalog:
+    """Everything that can be named in a command. Load once with :meth:`load`."""
+
+    def __init__(
+        self,
+        *,
+        templates: dict[str, Template],
+        models: dict[str, ModelEntry],
+        loras: dict[str, LoraEntry],
+    ) -> None:
+        self.templates = templates
+        self.models = models
+        self.loras = loras
+
+    @classmethod
+    def load(cls, root: Path) -> Catalog:
+        """Read ``prompts/*.yaml``, ``models.yaml`` and ``loras.yaml`` under ``root``."""
+        templates: dict[str, Template] = {}
+        for path in sorted((root / "prompts").glob("*.yaml")):
+            for name, body in _read_yaml(path).items():
+                templates[name] = _parse(Template, name, body, path)
+        models = {
+            name: _parse(ModelEntry, name, body, root / "models.yaml")
+            for name, body in _read_yaml(root / "models.yaml").items()
+        }
+        loras = {
+            name: _parse(LoraEntry, name, body, root / "loras.yaml")
+            for name, body in _read_yaml(root / "loras.yaml").items()
+        }
+        for template in templates.values():
+            if template.model and template.model not in models:
+                raise ValueError(f"template {template.name}: unknown model {template.model}")
+            for lora in template.loras:
+                if lora not in loras:
+                    raise ValueError(f"template {template.name}: unknown LoRA {lora}")
+            for placeholder in _PLACEHOLDER.findall(template.prompt):
+                if placeholder not in template.variables:
+                    raise ValueError(f"template {template.name}: undeclared {{{placeholder}}}")
+        return cls(templates=templates, models=models, loras=loras)
+
+    def template(self, name: str) -> Template:
+        """The template called ``name``, or a :class:`CatalogError` with a suggestion."""
+        return _lookup("template", name, self.templates)
+
+    def model(self, name: str) -> ModelEntry:
+        """The model called ``name``, or a :class:`CatalogError` with a suggestion."""
+        return _lookup("model", name, self.models)
+
+    def lora(self, name: str, *, family: str | None = None) -> LoraEntry:
+        """The LoRA called ``name``; with ``family``, also check that it fits that model family."""
+        entry = _lookup("LoRA", name, self.loras)
+        if family is not None and family not in entry.families:
+            fits = [m for m, e in self.models.items() if e.family in entry.families]
+            raise SpecError(
+                f"LoRA `{name}` is made for {'/'.join(entry.families)} models and cannot be used "
+                f"with a {family} model; use it with {_quote(fits) if fits else 'another model'}"
+            )
+        return entry
+
+    def is_template(self, name: str) -> bool:
+        """Whether ``name`` names a template (used by the command grammar)."""
+        return name in self.templates
+
+    def suggest(self, kind: str, name: str) -> str | None:
+        """The closest known name of ``kind`` (template, model, LoRA), if any is close."""
+        names = {"template": self.templates, "model": self.models, "LoRA": self.loras}[kind]
+        close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+        return close[0] if close else None
+
+
+def _lookup(kind: str, name: str, entries: dict[str, T]) -> T:
+    if name in entries:
+        return entries[name]
+    close = difflib.get_close_matches(name, list(entries), n=1, cutoff=0.6)
+    hint = f"did you mean `{close[0]}`?" if close else f"known: {', '.join(sorted(entries))}"
+    raise CatalogError(f"unknown {kind} `{name}`; {hint}")
+
+
+def _quote(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of names to entries")
+    return data
+
+
+def _parse(model: type[M], name: str, body: dict, path: Path) -> M:
+    try:
+        return model.model_validate({"name": name, **(body or {})})
+    except ValidationError as exc:
+        raise ValueError(f"{path}: entry {name!r} is invalid: {exc}") from exc

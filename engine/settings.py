@@ -1,0 +1,66 @@
+"""Settings shared by the bot and the worker (pydantic-settings, ``PROOFROOM_`` env prefix).
+
+``REDIS_URL`` is read without the prefix because every Redis tool uses that name.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Limits(BaseModel):
+    """What one job may ask for. Exceeding a limit is a user error, never a clamp."""
+
+    min_steps: int = 1
+    max_steps: int = 60
+    min_cfg: float = 1.0
+    max_cfg: float = 30.0
+    min_side: int = 64
+    max_side: int = 2048
+    max_pixels: int = 1536 * 1536
+    max_count: int = 8
+    max_prompt_chars: int = 2000
+
+
+class Settings(BaseSettings):
+    """Process settings; see ``.env.example`` for every variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROOFROOM_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "PROOFROOM_REDIS_URL")
+    )
+    key_prefix: str = "proofroom"
+    templates_dir: Path = REPO_ROOT / "templates"
+    data_dir: Path = Path("data")
+    lora_dir: Path = Path("loras")
+    model_cache_dir: Path = Path(".proofroom/models")
+    default_model: str = "tiny"
+    limits: Limits = Limits()
+    # Memory budget of the warm pipeline cache (bytes of parameters); LRU beyond it.
+    pipeline_cache_bytes: int = 24 * 1024**3
+    device: str | None = None  # None: cuda when available, else cpu
+    job_timeout_s: int = 900
+    job_retries: int = 1
+    result_ttl_s: int = 7 * 24 * 3600
+    event_stream_maxlen: int = 10_000
+    progress_interval_s: float = 0.25
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Where the local artifact store keeps files."""
+        return self.data_dir / "artifacts"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment and ``.env``."""
+    return Settings()

@@ -1,0 +1,109 @@
+"""Shared fixtures: a real Redis (never a fake in tests that claim Redis), isolated
+settings per test, and offline Hugging Face.
+
+Redis is found in this order: ``REDIS_URL``; a server answering on 127.0.0.1:6379;
+a throwaway ``redis-server`` started on a free port for this session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from engine.settings import Settings  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis_lib.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis_lib.RedisError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Redis server for this test session."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    if _answers("redis://127.0.0.1:6379/0"):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.exit(
+            "no Redis: set REDIS_URL, run one on 127.0.0.1:6379, or install redis-server "
+            "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)",
+            returncode=3,
+        )
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while not _answers(url):
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.exit(f"redis-server did not start on port {port}", returncode=3)
+        time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def key_prefix() -> str:
+    """A key prefix of this test alone, so tests never see each other's keys."""
+    return f"prtest-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture()
+def redis(redis_url: str, key_prefix: str) -> Iterator[redis_lib.Redis]:
+    """A client on the real server; deletes only the keys this test made (its prefix, and
+    RQ's keys for its queues) afterwards."""
+    client = redis_lib.Redis.from_url(redis_url)
+    yield client
+    for pattern in (f"{key_prefix}*", f"rq:*{key_prefix}*"):
+        keys = list(client.scan_iter(match=pattern, count=500))
+        if keys:
+            client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, redis_url: str, key_prefix: str) -> Settings:
+    """Settings isolated to this test: own key prefix, own data and LoRA dirs.
+    Model cache is shared across tests (tiny models are deterministic)."""
+    return Settings(
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        data_dir=tmp_path / "data",
+        lora_dir=tmp_path / "loras",
+        model_cache_dir=REPO_ROOT / ".proofroom" / "models",
+        templates_dir=REPO_ROOT / "templates",
+    )
