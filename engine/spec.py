@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -33,7 +33,7 @@ SAMPLERS = (
 )
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """What a job does. Only ``txt2img`` is rendered today; the rest are reserved."""
 
     txt2img = "txt2img"

@@ -17,8 +17,16 @@ def catalog() -> Catalog:
 
 
 def test_ships_the_lessons_templates_and_real_models(catalog: Catalog) -> None:
-    for name in ("product-photo", "productivity", "innovation", "lifestyle", "seasonal",
-                 "character", "furniture", "defect"):
+    for name in (
+        "product-photo",
+        "productivity",
+        "innovation",
+        "lifestyle",
+        "seasonal",
+        "character",
+        "furniture",
+        "defect",
+    ):
         assert name in catalog.templates
     assert catalog.model("sd15").source == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert catalog.model("sdxl").family == "sdxl"
@@ -31,7 +39,9 @@ def test_template_renders_variables_defaults_and_negative(catalog: Catalog) -> N
     prompt, negative = catalog.template("product-photo").render(
         {"product": "luxury leather handbag", "background": "marble countertop"}, extra="cinematic"
     )
-    assert prompt.startswith("professional product photography of luxury leather handbag, minimalist")
+    assert prompt.startswith(
+        "professional product photography of luxury leather handbag, minimalist"
+    )
     assert "marble countertop" in prompt and prompt.endswith(", cinematic")
     assert "watermark" in negative and "cheap looking" in negative
 
@@ -44,21 +54,29 @@ def test_unknown_template_suggests_the_closest(catalog: Catalog) -> None:
 
 def test_unknown_and_missing_variables(catalog: Catalog) -> None:
     template = catalog.template("product-photo")
-    with pytest.raises(CatalogError, match="has no variable `colour`; its variables are product, style="):
+    with pytest.raises(
+        CatalogError, match="has no variable `colour`; its variables are product, style="
+    ):
         template.render({"product": "mug", "colour": "red"})
-    with pytest.raises(CatalogError, match='needs `product`; for example: /imagine product-photo product="..."'):
+    with pytest.raises(
+        CatalogError, match='needs `product`; for example: /imagine product-photo product="..."'
+    ):
         template.render({"style": "luxury"})
 
 
 def test_unknown_model_and_lora(catalog: Catalog) -> None:
     with pytest.raises(CatalogError, match="unknown model `sdx1`; did you mean `sdxl`"):
         catalog.model("sdx1")
-    with pytest.raises(CatalogError, match="unknown LoRA `nope`; known: brand-x, tiny-brand, tiny-style"):
+    with pytest.raises(
+        CatalogError, match="unknown LoRA `nope`; known: brand-x, tiny-brand, tiny-style"
+    ):
         catalog.lora("nope")
 
 
 def test_lora_of_the_wrong_family(catalog: Catalog) -> None:
-    with pytest.raises(SpecError, match="made for sdxl models and cannot be used with a sd15 model"):
+    with pytest.raises(
+        SpecError, match="made for sdxl models and cannot be used with a sd15 model"
+    ):
         catalog.lora("brand-x", family="sd15")
     assert catalog.lora("tiny-style", family="sd15").triggers == ["tinystyle"]
 
