@@ -1,0 +1,181 @@
+"""Image metadata: A1111's ``parameters`` text (write and parse) and our lineage chunk.
+
+The ``parameters`` PNG text chunk uses A1111's layout so that A1111, ComfyUI, Civitai
+and friends read our images::
+
+    <prompt>
+    Negative prompt: <negative>
+    Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 12345, Size: 512x512, Model: sd15
+
+A second chunk, ``proofroom``, holds the full job spec as JSON (job id, template,
+variables, parent), so nothing that made the image is lost. No torch here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image, PngImagePlugin
+
+if TYPE_CHECKING:
+    from engine.spec import JobSpec
+
+PARAMETERS_KEY = "parameters"
+PROOFROOM_KEY = "proofroom"
+NEGATIVE_PREFIX = "Negative prompt:"
+# One ``key: value`` field of the settings line; a value is JSON-quoted or runs to a comma.
+_FIELD = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def quote(value: object) -> str:
+    """A1111 quoting: values containing ``,`` ``:`` or a newline become JSON strings."""
+    text = str(value)
+    if not any(c in text for c in ",:\n"):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def unquote(text: str) -> str:
+    """Undo :func:`quote`; anything that is not valid JSON is returned as is."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            return str(json.loads(text))
+        except json.JSONDecodeError:
+            pass
+    return text
+
+
+def format_parameters(
+    *,
+    prompt: str,
+    negative_prompt: str = "",
+    steps: int,
+    sampler: str,
+    cfg_scale: float,
+    seed: int,
+    width: int,
+    height: int,
+    model: str | None = None,
+    loras: Sequence[tuple[str, float]] = (),
+    extra: Mapping[str, object] | None = None,
+) -> str:
+    """The A1111 ``parameters`` text. ``loras`` is written as ``Lora: "name:0.8, other:1"``."""
+    fields: dict[str, object] = {
+        "Steps": steps,
+        "Sampler": sampler,
+        "CFG scale": f"{cfg_scale:g}",
+        "Seed": seed,
+        "Size": f"{width}x{height}",
+    }
+    if model:
+        fields["Model"] = model
+    if loras:
+        fields["Lora"] = ", ".join(f"{name}:{weight:g}" for name, weight in loras)
+    fields.update(extra or {})
+    lines = [prompt]
+    if negative_prompt:
+        lines.append(f"{NEGATIVE_PREFIX} {negative_prompt}")
+    lines.append(", ".join(f"{key}: {quote(value)}" for key, value in fields.items()))
+    return "\n".join(lines)
+
+
+def parameters_for(spec: JobSpec, index: int, *, prompt: str | None = None) -> str:
+    """The ``parameters`` text of image ``index`` of ``spec``; ``prompt`` is the prompt
+    actually encoded (with LoRA trigger words) when it differs from the spec's."""
+    return format_parameters(
+        prompt=spec.prompt if prompt is None else prompt,
+        negative_prompt=spec.negative_prompt,
+        steps=spec.steps,
+        sampler=spec.sampler,
+        cfg_scale=spec.cfg_scale,
+        seed=spec.image_seed(index),
+        width=spec.width,
+        height=spec.height,
+        model=spec.model,
+        loras=[(ref.name, ref.weight) for ref in spec.loras],
+    )
+
+
+def parse_parameters(text: str) -> dict[str, str]:
+    """Parse A1111 ``parameters`` text into ``{"Prompt", "Negative prompt", "Steps", ...}``.
+
+    The settings line is the last line starting with ``Steps: ``; the lines before it
+    are the prompt, up to a line starting with ``Negative prompt:``. Values are
+    unquoted strings; ``Size`` is also split into ``Size-1`` and ``Size-2`` as A1111 does.
+    """
+    lines = text.strip("\n").split("\n")
+    settings_at = max(
+        (i for i, line in enumerate(lines) if line.startswith("Steps: ")), default=None
+    )
+    head = lines if settings_at is None else lines[:settings_at]
+    prompt: list[str] = []
+    negative: list[str] | None = None
+    for line in head:
+        if negative is None and line.startswith(NEGATIVE_PREFIX):
+            negative = [line[len(NEGATIVE_PREFIX) :].strip()]
+        elif negative is None:
+            prompt.append(line)
+        else:
+            negative.append(line)
+    result = {"Prompt": "\n".join(prompt).strip(), "Negative prompt": "\n".join(negative or [])}
+    if settings_at is not None:
+        for key, value in _FIELD.findall(lines[settings_at]):
+            result[key.strip()] = unquote(value.strip())
+    width, _, height = result.get("Size", "").partition("x")
+    if width.isdigit() and height.isdigit():
+        result["Size-1"], result["Size-2"] = width, height
+    return result
+
+
+def spec_fields(params: Mapping[str, str]) -> dict[str, Any]:
+    """``JobSpec`` keyword arguments from parsed parameters (for "render this PNG again")."""
+    fields: dict[str, Any] = {
+        "prompt": params.get("Prompt", ""),
+        "negative_prompt": params.get("Negative prompt", ""),
+    }
+    converters = {"Steps": ("steps", int), "CFG scale": ("cfg_scale", float), "Seed": ("seed", int)}
+    for key, (name, convert) in converters.items():
+        if key in params:
+            fields[name] = convert(params[key])
+    for key, name in (("Sampler", "sampler"), ("Model", "model")):
+        if key in params:
+            fields[name] = params[key]
+    if "Size-1" in params:
+        fields["width"], fields["height"] = int(params["Size-1"]), int(params["Size-2"])
+    if params.get("Lora"):
+        pairs = (item.strip().rpartition(":") for item in params["Lora"].split(","))
+        fields["loras"] = [{"name": n, "weight": float(w)} for n, _, w in pairs if n]
+    return fields
+
+
+def png_with_parameters(
+    image: Image.Image, text: str, *, proofroom: Mapping[str, Any] | None = None
+) -> bytes:
+    """Encode ``image`` as PNG with the ``parameters`` chunk and optional ``proofroom`` JSON."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PARAMETERS_KEY, text)  # Pillow switches to iTXt for non-Latin-1 text
+    if proofroom is not None:
+        info.add_text(PROOFROOM_KEY, json.dumps(proofroom, sort_keys=True))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def read_parameters(png: bytes) -> str | None:
+    """The ``parameters`` text of a PNG, or None when it has none."""
+    return _text_chunks(png).get(PARAMETERS_KEY)
+
+
+def read_proofroom(png: bytes) -> dict[str, Any] | None:
+    """The ``proofroom`` lineage JSON of a PNG, or None when it has none."""
+    raw = _text_chunks(png).get(PROOFROOM_KEY)
+    return json.loads(raw) if raw else None
+
+
+def _text_chunks(png: bytes) -> dict[str, str]:
+    with Image.open(io.BytesIO(png)) as image:
+        return dict(getattr(image, "text", {}))
