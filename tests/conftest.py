@@ -95,14 +95,13 @@ def key_prefix() -> str:
 
 @pytest.fixture()
 def redis(redis_url: str, key_prefix: str) -> Iterator[redis_lib.Redis]:
-    """A client on the real server; deletes only the keys this test made (its prefix, and
-    RQ's keys for its queues) afterwards."""
+    """A client on the real server; deletes only what this test made afterwards: its
+    prefix's keys, RQ's keys for its queues and jobs, and its entries in RQ's global sets."""
+    from tests.engine.jobs_fixtures import wipe
+
     client = redis_lib.Redis.from_url(redis_url)
     yield client
-    for pattern in (f"{key_prefix}*", f"rq:*{key_prefix}*"):
-        keys = list(client.scan_iter(match=pattern, count=500))
-        if keys:
-            client.delete(*keys)
+    wipe(client, key_prefix)
     client.close()
 
 

@@ -1,0 +1,259 @@
+"""Enqueue jobs on RQ, and ask about them: place in line, status, cancel, a user's jobs.
+
+Queues. One RQ queue per (priority, model family), named ``{prefix}-{priority}-{family}``, e.g.
+``proofroom-interactive-sd15`` and ``proofroom-bulk-sdxl``. A worker listens on, in this order,
+the interactive queue of each family it serves, then the bulk queue of each; RQ pops from the
+first non-empty queue in the order given, so interactive work always goes first. A worker
+started without ``--family`` serves every family; ``--family sdxl`` serves only the sdxl
+queues (a GPU with room for SDXL, say). The family comes from the catalog entry of the spec's
+model.
+
+Ids. The public job id is ``JobSpec.id``. The RQ job id is ``{prefix}-{spec.id}`` so that RQ's
+keys (``rq:job:...``, ``rq:queue:...``) carry the prefix as well; a prefix may only contain
+letters, digits, ``_`` and ``-`` there (other characters become ``-``).
+
+RQ job: function ``engine.tasks.run_job`` by dotted name (this module never imports it, nor
+torch), one argument ``spec.model_dump(mode="json")``, RQ's ``JSONSerializer``,
+``Retry(max=settings.job_retries)``. A retry is spent when a worker dies under the job (see
+``engine.recovery``) or on an internal error; a user error is never retried.
+
+Other keys: ``{prefix}:cancel:{job_id}`` (cancel flag the worker checks every step) and
+``{prefix}:active:{user}`` (ids of a requester's jobs, pruned lazily by :meth:`jobs_for`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Literal, get_args
+
+import redis as redis_lib
+from pydantic import BaseModel
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from engine.catalog import Catalog, Family
+from engine.events import EventStream, JobEvent
+from engine.settings import Settings
+from engine.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+TASK = "engine.tasks.run_job"
+PRIORITIES: tuple[str, ...] = ("interactive", "bulk")
+FAMILIES: tuple[str, ...] = get_args(Family)
+JobState = Literal["queued", "started", "done", "failed", "cancelled"]
+_RQ_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def rq_prefix(settings: Settings) -> str:
+    """The key prefix as it may appear in RQ queue names and job ids."""
+    return _RQ_UNSAFE.sub("-", settings.key_prefix)
+
+
+def queue_name(settings: Settings, priority: str, family: str) -> str:
+    """Name of the RQ queue for ``priority`` jobs of model ``family``."""
+    return f"{rq_prefix(settings)}-{priority}-{family}"
+
+
+def queue_names(settings: Settings, families: list[str] | None = None) -> list[str]:
+    """Queues a worker serving ``families`` (all when ``None``) listens on, in priority order."""
+    chosen = list(families or FAMILIES)
+    unknown = sorted(set(chosen) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown model family {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+    return [queue_name(settings, p, f) for p in PRIORITIES for f in chosen]
+
+
+def rq_job_id(settings: Settings, job_id: str) -> str:
+    """The RQ job id of public job id ``job_id``."""
+    return f"{rq_prefix(settings)}-{job_id}"
+
+
+class JobInfo(BaseModel):
+    """A job that is waiting or running, as listed by ``/imagine status``."""
+
+    job_id: str
+    state: JobState
+    position: int | None  # place in line (1 = next); None once started
+    spec: JobSpec
+
+
+class JobQueue:
+    """The enqueue side: used by the bot (and the embedded default). No torch."""
+
+    def __init__(
+        self, *, redis: redis_lib.Redis, settings: Settings, catalog: Catalog | None = None
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._catalog = catalog
+        self.events = EventStream(redis=redis, settings=settings)
+        self._queues: dict[str, Queue] = {}
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog that maps a model to its family (loaded on first use)."""
+        if self._catalog is None:
+            self._catalog = Catalog.load(self.settings.templates_dir)
+        return self._catalog
+
+    def enqueue(self, spec: JobSpec) -> str:
+        """Queue ``spec`` by its priority and model family; publish ``queued`` with its place in
+        line; return the job id (``spec.id``)."""
+        if _RQ_UNSAFE.search(spec.id):
+            raise ValueError(f"job id {spec.id!r} may only contain letters, digits, _ and -")
+        family = self.catalog.model(spec.model).family
+        queue = self._queue(queue_name(self.settings, spec.priority, family))
+        # The queued event goes out before the push so that no worker can publish `started`
+        # ahead of it; the place in line is therefore computed, not read back.
+        ahead = sum(self._queue(name).count for name in self._ahead_of(spec.priority, family))
+        self.events.publish(
+            JobEvent(
+                job_id=spec.id,
+                kind="queued",
+                position=ahead + queue.count + 1,
+                origin=spec.origin,
+            )
+        )
+        if spec.requested_by:
+            self.redis.sadd(self._active_key(spec.requested_by), spec.id)
+        self._push(queue, spec)
+        log.info("queued job %s on %s", spec.id, queue.name)
+        return spec.id
+
+    def _push(self, queue: Queue, spec: JobSpec) -> None:
+        queue.enqueue_call(
+            TASK,
+            args=(spec.model_dump(mode="json"),),
+            job_id=rq_job_id(self.settings, spec.id),
+            timeout=self.settings.job_timeout_s,
+            result_ttl=self.settings.result_ttl_s,
+            failure_ttl=self.settings.result_ttl_s,
+            retry=Retry(max=self.settings.job_retries) if self.settings.job_retries else None,
+            description=f"{spec.model} x{spec.count} {spec.steps} steps for {spec.requested_by}",
+        )
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job. A queued job is taken off its queue and ``cancelled`` is published now;
+        a running one stops at its next step (the worker publishes ``cancelled``). ``False``
+        when the job is unknown or has already ended."""
+        job = self._job(job_id)
+        if job is None or self.events.terminal_kind(job_id) is not None:
+            return False
+        status = job.get_status()
+        if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
+            return False
+        # Flag first: a worker that pops the job between here and the LREM sees the flag before
+        # it renders anything.
+        self.redis.set(self.cancel_key(job_id), "1", ex=self.settings.job_timeout_s * 2 + 60)
+        if self._queue(job.origin).remove(job.id):
+            job.cancel()
+            spec = self._spec_of(job)
+            self.events.publish_terminal(
+                JobEvent(
+                    job_id=job_id,
+                    kind="cancelled",
+                    message="cancelled before it started",
+                    origin=spec.origin if spec else {},
+                )
+            )
+            log.info("cancelled queued job %s", job_id)
+        else:
+            log.info("cancel requested for running job %s", job_id)
+        return True
+
+    def is_cancelled(self, job_id: str) -> bool:
+        """Whether someone asked to cancel ``job_id`` (checked by the worker every step)."""
+        return bool(self.redis.exists(self.cancel_key(job_id)))
+
+    def cancel_key(self, job_id: str) -> str:
+        """The cancel flag of ``job_id``."""
+        return f"{self.settings.key_prefix}:cancel:{job_id}"
+
+    def position(self, job_id: str) -> int | None:
+        """Place in line (1 = next to start) among the jobs of its model family, interactive
+        before bulk; ``None`` when the job is not waiting."""
+        job = self._job(job_id)
+        if job is None or not job.origin:
+            return None
+        index = self._queue(job.origin).get_job_position(job.id)
+        if index is None:
+            return None
+        _, priority, family = job.origin.rsplit("-", 2)
+        ahead = sum(self._queue(name).count for name in self._ahead_of(priority, family))
+        return ahead + index + 1
+
+    def status(self, job_id: str) -> JobState | None:
+        """Where the job is: queued, started, done, failed or cancelled; ``None`` if unknown."""
+        ended = self.events.terminal_kind(job_id)
+        if ended is not None:
+            return ended  # type: ignore[return-value]
+        job = self._job(job_id)
+        if job is None:
+            return None
+        return _STATES.get(job.get_status(), "queued")
+
+    def spec(self, job_id: str) -> JobSpec | None:
+        """The spec the job was queued with, while RQ keeps the job (``result_ttl_s``)."""
+        job = self._job(job_id)
+        return self._spec_of(job) if job is not None else None
+
+    def jobs_for(self, user: str) -> list[JobInfo]:
+        """Queued and running jobs requested by ``user``, oldest first."""
+        key = self._active_key(user)
+        infos = []
+        for raw in self.redis.smembers(key):
+            job_id = raw.decode() if isinstance(raw, bytes) else raw
+            state = self.status(job_id)
+            spec = self.spec(job_id) if state == "queued" or state == "started" else None
+            if spec is None or state is None:
+                self.redis.srem(key, job_id)  # ended or expired: prune the index
+                continue
+            position = self.position(job_id) if state == "queued" else None
+            infos.append(JobInfo(job_id=job_id, state=state, position=position, spec=spec))
+        return sorted(infos, key=lambda info: info.spec.created_at)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _ahead_of(self, priority: str, family: str) -> list[str]:
+        # Interactive jobs of the same family go before bulk ones.
+        return [queue_name(self.settings, "interactive", family)] if priority == "bulk" else []
+
+    def _queue(self, name: str) -> Queue:
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.redis, serializer=JSONSerializer)
+        return self._queues[name]
+
+    def _job(self, job_id: str) -> Job | None:
+        try:
+            return Job.fetch(
+                rq_job_id(self.settings, job_id), connection=self.redis, serializer=JSONSerializer
+            )
+        except NoSuchJobError:
+            return None
+
+    def _spec_of(self, job: Job) -> JobSpec | None:
+        try:
+            return JobSpec.model_validate(job.args[0])
+        except Exception:  # a job of another version, or corrupt data: not ours to read
+            log.warning("job %s has no readable spec", job.id, exc_info=True)
+            return None
+
+    def _active_key(self, user: str) -> str:
+        return f"{self.settings.key_prefix}:active:{user}"
+
+
+_STATES: dict[JobStatus, JobState] = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.SCHEDULED: "queued",
+    JobStatus.DEFERRED: "queued",
+    JobStatus.CREATED: "queued",
+    JobStatus.STARTED: "started",
+    JobStatus.FINISHED: "done",
+    JobStatus.FAILED: "failed",
+    JobStatus.STOPPED: "failed",
+    JobStatus.CANCELED: "cancelled",
+}

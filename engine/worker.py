@@ -1,0 +1,293 @@
+"""``proofroom worker``: one long-lived process per GPU that serves the queues.
+
+It is an RQ ``SimpleWorker`` (jobs run in this process, no fork per job) so pipelines stay warm
+in the ``PipelineCache`` and CUDA is never used after a fork. At start it preloads
+``settings.default_model``. It listens on the interactive queue of each family it serves, then
+the bulk ones (see ``engine.queue``).
+
+Stopping: the first SIGTERM/SIGINT lets the current job finish, then exits; a second one stops
+at once and puts the job back at the front of its queue (without spending a retry).
+
+Observability: ``{prefix}:worker:{name}:stats`` is a hash with ``jobs`` (jobs run), ``loads``
+(model loads in total) and ``loads:{model}``, ``families`` and ``pid``; tests and operators read
+it from outside the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import socket
+import sys
+import uuid
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import redis as redis_lib
+from rq import SimpleWorker
+from rq.exceptions import StopRequested
+from rq.serializers import JSONSerializer
+from rq.utils import now
+
+from engine.events import EventStream
+from engine.queue import FAMILIES, JobQueue, queue_names, rq_prefix
+from engine.recovery import Heartbeat, RecoveryConfig, requeue
+from engine.settings import Settings, get_settings
+from engine.tasks import WorkerContext, configure
+
+log = logging.getLogger(__name__)
+
+W = TypeVar("W", bound="ProofroomWorker")
+
+# How long the worker blocks on the queues before it checks whether it should stop.
+POLL_S = 1
+
+
+class ForcedShutdown(BaseException):
+    """Raised into a running job by the second stop signal (a BaseException so that the job's
+    own ``except Exception`` handlers do not report it as a failure)."""
+
+
+class ProofroomWorker(SimpleWorker):
+    """``SimpleWorker`` that stops promptly when asked and gives back a job it abandons."""
+
+    proofroom_settings: Settings | None = None  # set by make_worker; needed to requeue
+
+    def request_stop_soon(self) -> None:
+        """Stop after the current job (or within ``POLL_S`` when idle); safe from any thread."""
+        self._stop_requested = True
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
+        # RQ blocks for up to worker_ttl - 15 s and loops on timeouts without looking at
+        # _stop_requested; short polls let a stop (or a thread's stop) take effect quickly.
+        if timeout is None:  # burst: non-blocking
+            return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+        while not self._stop_requested:
+            result = super().dequeue_job_and_maintain_ttl(POLL_S, max_idle_time=POLL_S)
+            if result is not None:
+                return result
+        raise StopRequested()
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        """Second signal: abandon the current job now (it is requeued) and exit."""
+        if self._shutdown_requested_date and now() - self._shutdown_requested_date < timedelta(
+            seconds=1
+        ):
+            return  # the same signal delivered twice (e.g. to the process group)
+        log.warning("worker %s: stopping now", self.name)
+        self._forced = True
+        if self.get_state() == "busy":
+            raise ForcedShutdown()
+        raise SystemExit(1)
+
+    def handle_exception(self, job, *exc_info):
+        """Log a job's exception; an interrupted job gets one line, not a traceback."""
+        if exc_info and exc_info[0] is ForcedShutdown:
+            log.warning("worker %s: job %s interrupted by a forced stop", self.name, job.id)
+            return
+        super().handle_exception(job, *exc_info)
+
+    def handle_job_failure(
+        self, job, queue, started_job_registry=None, exc_string="", execution=None
+    ):
+        """A job interrupted by :meth:`request_force_stop` goes back to its queue instead of
+        failing; then the worker exits."""
+        if not getattr(self, "_forced", False):
+            return super().handle_job_failure(
+                job, queue, started_job_registry, exc_string=exc_string, execution=execution
+            )
+        assert self.proofroom_settings is not None
+        job_id = job.id.removeprefix(f"{rq_prefix(self.proofroom_settings)}-")
+        requeue(
+            redis=self.connection,
+            settings=self.proofroom_settings,
+            job_id=job_id,
+            spend_retry=False,
+        )
+        log.warning("worker %s: job %s handed back to %s", self.name, job_id, queue.name)
+        raise SystemExit(1)
+
+
+def worker_name(settings: Settings) -> str:
+    """A unique name that carries the key prefix (RQ keys ``rq:worker:{name}``)."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())
+    return f"{rq_prefix(settings)}-{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def make_worker(
+    *,
+    settings: Settings,
+    redis: redis_lib.Redis,
+    families: list[str] | None = None,
+    name: str | None = None,
+    worker_class: type[W] = ProofroomWorker,  # type: ignore[assignment]
+) -> W:
+    """An RQ worker on the queues of ``families`` (all when ``None``), interactive first."""
+    worker = worker_class(
+        queue_names(settings, families),
+        name=name or worker_name(settings),
+        connection=redis,
+        serializer=JSONSerializer,
+        default_result_ttl=settings.result_ttl_s,
+    )
+    worker.proofroom_settings = settings
+    return worker
+
+
+def start_context(
+    *,
+    settings: Settings,
+    redis: redis_lib.Redis,
+    name: str,
+    preload: bool = True,
+    families: list[str] | None = None,
+) -> WorkerContext:
+    """Set up what every job shares (warm cache, store, catalog), preload the default model
+    when this worker serves its family, and install it all for ``engine.tasks.run_job``."""
+    from engine.catalog import Catalog
+    from engine.pipelines import PipelineCache  # torch
+    from engine.store import store_from_settings
+
+    catalog = Catalog.load(settings.templates_dir)
+    cache = PipelineCache(settings=settings)
+    stats = WorkerStats(redis=redis, settings=settings, name=name, cache=cache)
+    default = catalog.model(settings.default_model)
+    if preload and (families is None or default.family in families):
+        log.info("preloading %s", default.name)
+        cache.acquire(default)
+    context = WorkerContext(
+        settings=settings,
+        redis=redis,
+        worker_name=name,
+        cache=cache,
+        store=store_from_settings(settings),
+        catalog=catalog,
+        events=EventStream(redis=redis, settings=settings),
+        queue=JobQueue(redis=redis, settings=settings, catalog=catalog),
+        on_job_end=stats.job_ended,
+    )
+    stats.update()
+    configure(context)
+    return context
+
+
+class WorkerStats:
+    """The worker's counters in Redis, readable from other processes."""
+
+    def __init__(self, *, redis: redis_lib.Redis, settings: Settings, name: str, cache: Any):
+        self.redis = redis
+        self.cache = cache
+        self.key = f"{settings.key_prefix}:worker:{name}:stats"
+        self.ttl_s = max(settings.job_timeout_s * 2, 3600)
+
+    def update(self) -> None:
+        """Write the cache's load counters."""
+        loads = dict(self.cache.loads)
+        fields: dict[Any, Any] = {f"loads:{m}": count for m, count in loads.items()}
+        fields["loads"] = sum(loads.values())
+        fields["pid"] = os.getpid()
+        self.redis.hset(self.key, mapping=fields)
+        self.redis.expire(self.key, self.ttl_s)
+
+    def job_ended(self) -> None:
+        """Count a job and refresh the load counters."""
+        self.redis.hincrby(self.key, "jobs", 1)
+        self.update()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``proofroom worker``."""
+    parser.add_argument(
+        "--family",
+        action="append",
+        choices=FAMILIES,
+        dest="families",
+        help="serve only this model family's queues (repeatable; default: all)",
+    )
+    parser.add_argument("--name", help="worker name (default: prefix-host-pid-random)")
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--max-jobs", type=int, help="exit after this many jobs")
+    parser.add_argument(
+        "--no-preload", action="store_true", help="do not preload the default model"
+    )
+    parser.add_argument(
+        "--heartbeat-ttl",
+        type=float,
+        default=RecoveryConfig.heartbeat_ttl_s,
+        help="seconds without a heartbeat before this worker counts as dead (default %(default)s)",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=RecoveryConfig.interval_s,
+        help="seconds between heartbeats and checks for dead workers' jobs (default %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the worker until stopped; 0 on a clean stop."""
+    settings = get_settings()
+    if not settings.redis_url:
+        print(
+            "proofroom worker needs Redis: set REDIS_URL (e.g. redis://localhost:6379/0). "
+            "Without Redis, `proofroom shell` renders in its own process.",
+            file=sys.stderr,
+        )
+        return 2
+    redis = redis_lib.Redis.from_url(settings.redis_url)
+    worker = make_worker(
+        settings=settings,
+        redis=redis,
+        families=args.families,
+        name=args.name,
+        worker_class=ProofroomWorker,
+    )
+    config = RecoveryConfig(heartbeat_ttl_s=args.heartbeat_ttl, interval_s=args.heartbeat_interval)
+    heartbeat = Heartbeat(redis=redis, settings=settings, worker_name=worker.name, config=config)
+    heartbeat.start()  # before the preload: a long model load must not look like a death
+    try:
+        context = start_context(
+            settings=settings,
+            redis=redis,
+            name=worker.name,
+            preload=not args.no_preload,
+            families=args.families,
+        )
+        log.info(
+            "worker %s (pid %d) serving %s; warm: %s",
+            worker.name,
+            os.getpid(),
+            ", ".join(worker.queue_names()),
+            ", ".join(context.cache.loaded_models()) or "nothing yet",
+        )
+        worker.work(burst=args.burst, max_jobs=args.max_jobs, with_scheduler=False)
+        return 0
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        heartbeat.stop()
+        configure(None)
+        log.info("worker %s stopped", worker.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.worker``: the same as ``proofroom worker``."""
+    parser = argparse.ArgumentParser(prog="proofroom worker", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return run(args)
+
+
+if __name__ == "__main__":
+    # Run the canonical module, not this copy named __main__, so that classes and loggers
+    # have one name (engine.worker) whichever way the worker was started.
+    from engine.worker import main as _main
+
+    sys.exit(_main())
