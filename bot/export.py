@@ -1,0 +1,89 @@
+"""Approved images leave the review as files: ``<job>-<index>-<seed>.png`` with a
+``.json`` sidecar holding everything needed to render the image again and to know who
+approved it. The PNG is the stored artifact byte for byte, so its A1111 ``parameters``
+chunk survives."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.state import ImageRecord
+from engine.metadata import read_parameters
+from engine.spec import JobSpec
+from engine.store import ArtifactStore
+
+
+def export_name(image: ImageRecord) -> str:
+    """File stem of an exported image (unique per job, image and seed)."""
+    return f"{image.job_id}-{image.index}-{image.seed}"
+
+
+def export_image(
+    *,
+    store: ArtifactStore,
+    image: ImageRecord,
+    spec: JobSpec,
+    approvers: list[str],
+    folder: Path,
+) -> tuple[Path, Path]:
+    """Write the PNG and its sidecar into ``folder``; return both paths. Writing again (one
+    more approval) replaces both."""
+    folder.mkdir(parents=True, exist_ok=True)
+    png = store.get(image.artifact_id)
+    png_path = folder / f"{export_name(image)}.png"
+    sidecar_path = png_path.with_suffix(".json")
+    _write(png_path, png)
+    _write(sidecar_path, json.dumps(sidecar(image=image, spec=spec, approvers=approvers,
+                                            parameters=read_parameters(png)), indent=2).encode())  # fmt: skip
+    return png_path, sidecar_path
+
+
+def unexport(paths: list[Path]) -> None:
+    """Take an image back out of the export (its approval was withdrawn)."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def sidecar(
+    *, image: ImageRecord, spec: JobSpec, approvers: list[str], parameters: str | None
+) -> dict[str, Any]:
+    """The sidecar's content: prompt, parameters, model, LoRAs, approvals and lineage."""
+    return {
+        "job_id": spec.id,
+        "index": image.index,
+        "seed": image.seed,
+        "prompt": spec.prompt,
+        "negative_prompt": spec.negative_prompt,
+        "model": spec.model,
+        "loras": [{"name": ref.name, "weight": ref.weight} for ref in spec.loras],
+        "params": {
+            "mode": spec.mode.value,
+            "sampler": spec.sampler,
+            "steps": spec.steps,
+            "cfg_scale": spec.cfg_scale,
+            "width": image.width,
+            "height": image.height,
+            "job_seed": spec.seed,
+            "count": spec.count,
+        },
+        "template": spec.template,
+        "variables": spec.variables,
+        "parent": spec.parent,
+        "requested_by": spec.requested_by,
+        "approved_by": approvers,
+        "approved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "artifact_id": image.artifact_id,
+        "origin": spec.origin,
+        "a1111_parameters": parameters,
+    }
+
+
+def _write(path: Path, data: bytes) -> None:
+    # Write then rename: a sync tool watching the folder never picks up half a file.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -1,0 +1,287 @@
+"""The rules of the chat side, behind the :class:`~bot.ports.ChatAdapter` port.
+
+An adapter calls three things: :meth:`BotService.handle_command` for ``/imagine`` (it
+returns the immediate reply), :meth:`BotService.handle_reaction` for reactions, and
+:meth:`BotService.pump` in a loop to bring job events into threads. Everything the service
+remembers is in Redis (``bot.state``), so a new ``BotService`` after a restart carries on
+where the old one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import redis as redis_lib
+
+from bot import meta, texts
+from bot.commands import MetaCommand, UsageError, parse
+from bot.batch import BatchDesk
+from bot.calendar_desk import CalendarDesk
+from bot.delivery import Delivery
+from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent
+from bot.resolve import build_spec
+from bot.review import ReviewDesk, thread_of
+from bot.settings import BotSettings
+from bot.state import BotState, ImageRecord, JobRecord
+from engine.catalog import Catalog
+from engine.errors import UserError
+from engine.events import EventStream, JobEvent
+from engine.queue import JobQueue
+from engine.settings import Settings
+from engine.spec import JobSpec
+from engine.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+TRY_AGAIN = "something went wrong on our side and nothing was queued; please try again in a minute"
+# A chat API can fail for a while (rate limits, an outage): an event that could not be shown
+# is read again after a pause, a few times, before it is given up.
+MAX_DELIVERY_ATTEMPTS = 5
+RETRY_BASE_S = 0.5
+
+
+class BotService:
+    """The rules: resolve and queue commands, deliver job events, count reactions."""
+
+    def __init__(
+        self,
+        *,
+        adapter: ChatAdapter,
+        queue: JobQueue,
+        events: EventStream,
+        catalog: Catalog,
+        store: ArtifactStore,
+        settings: Settings,
+        bot_settings: BotSettings,
+        redis: redis_lib.Redis,
+    ) -> None:
+        self.adapter = adapter
+        self.queue = queue
+        self.events = events
+        self.catalog = catalog
+        self.store = store
+        self.settings = settings
+        self.bot_settings = bot_settings
+        self.state = BotState(
+            redis=redis, key_prefix=settings.key_prefix, ttl_s=bot_settings.state_ttl_days * 86400
+        )
+        self.delivery = Delivery(adapter=adapter, state=self.state, queue=queue, store=store)
+        self.review = ReviewDesk(
+            adapter=adapter,
+            state=self.state,
+            store=store,
+            settings=settings,
+            bot_settings=bot_settings,
+            resubmit=self._resubmit,
+        )
+        # One group per platform: a Slack bot and a Discord bot sharing a Redis both see
+        # every event and each keeps the ones for its own platform.
+        self.group = f"{bot_settings.event_group}-{adapter.platform}"
+        self.consumer = bot_settings.event_consumer
+        # Workflows built on single jobs own their commands and their threads' progress.
+        self.batches = BatchDesk(service=self)
+        self.calendars = CalendarDesk(service=self)
+        self.delivery.observers.append(self.batches.on_event)
+        self._attempts: dict[str, int] = {}
+        self._retry_at: float | None = None
+
+    # -- commands -------------------------------------------------------------------------
+
+    def handle_command(self, event: CommandEvent) -> str:
+        """Answer ``/imagine <text>`` at once: an error, a meta answer, or "queued" (the job
+        card opens a thread in the channel). Only Redis and one post; no rendering here."""
+        for desk in (self.batches, self.calendars):
+            reply = desk.command(event)
+            if reply is not None:
+                return _sentence(reply)
+        parsed = parse(event.text, catalog=self.catalog)
+        if isinstance(parsed, UsageError):
+            return _sentence(parsed.message)
+        if isinstance(parsed, MetaCommand) and parsed.name == "repost":
+            return self._repost(parsed.argument or "", event=event)
+        if isinstance(parsed, MetaCommand):
+            return meta.answer(
+                parsed,
+                event=event,
+                catalog=self.catalog,
+                queue=self.queue,
+                state=self.state,
+                may_cancel_any=self.review.may_review(event.user, event.roles)
+                and not self.review.policy.open,
+            )
+        try:
+            spec = build_spec(
+                parsed,
+                catalog=self.catalog,
+                settings=self.settings,
+                bot_settings=self.bot_settings,
+                requested_by=meta.requester_key(event.platform, event.user),
+            )
+        except UserError as exc:
+            return _sentence(exc.message)
+        try:
+            thread = self.adapter.post(
+                channel=event.channel,
+                text=texts.job_card(spec, requester=event.user, catalog=self.catalog),
+                blocks=[cancel_button(spec.id)],
+            )
+        except UserError as exc:  # e.g. the bot is not a member of this channel
+            return _sentence(exc.message)
+        except Exception:
+            log.exception("job %s: could not open its thread", spec.id)
+            return _sentence(TRY_AGAIN)
+        try:
+            job_id = self.submit(spec, thread=thread, requester=event.user)
+        except Exception:
+            log.exception("job %s: could not be queued", spec.id)
+            self._try(lambda: self.adapter.edit(message=thread, text=texts.not_queued(spec.id)))
+            return _sentence(TRY_AGAIN)
+        position = self.queue.position(job_id)
+        place = f"place {position} in line" if position else "starting now"
+        return (
+            f"Queued job `{job_id}`: {spec.count} image(s) on `{spec.model}`, {place}. "
+            "The images will appear in the thread."
+        )
+
+    def _repost(self, job_id: str, *, event: CommandEvent) -> str:
+        record = self.state.job(job_id)
+        if record is None or record.thread.channel != event.channel:
+            return f"There is no job `{job_id}` of this channel with images waiting to be posted."
+        try:
+            posted = self.delivery.repost(job_id)
+        except UserError as exc:
+            return _sentence(exc.message)
+        if not posted:
+            return f"Every image of job `{job_id}` is already in its thread."
+        return f"Posted the images of job `{job_id}` in its thread."
+
+    def submit(
+        self,
+        spec: JobSpec,
+        *,
+        thread: MessageRef,
+        requester: str,
+        rerender_of: str | None = None,
+        root: str | None = None,
+    ) -> str:
+        """Queue ``spec`` with its results routed to ``thread``; return the job id. The job
+        is recorded before it is queued so its first event always finds its thread."""
+        origin = {
+            **spec.origin,  # what a workflow put there (batch, row label) travels along
+            "platform": thread.platform,
+            "channel": thread.channel,
+            "thread": thread.thread_id,
+            "requester": requester,
+        }
+        if rerender_of:
+            origin.update(rerender_of=rerender_of, root=root or rerender_of)
+        spec = spec.model_copy(update={"origin": origin})
+        record = JobRecord(
+            spec=spec, thread=thread, requester=requester, rerender_of=rerender_of, root=root
+        )
+        self.state.add_job(record)
+        try:
+            return self.queue.enqueue(spec)
+        except Exception:
+            self.state.close_job(record)
+            raise
+
+    def _resubmit(self, spec: JobSpec, *, image: ImageRecord, requester: str, auto: bool) -> str:
+        thread = thread_of(image)
+        self.adapter.post(
+            channel=thread.channel,
+            thread=thread.id,
+            text=texts.rerender_card(spec, image=image, requester=requester, auto=auto),
+        )
+        return self.submit(
+            spec.model_copy(
+                update={"requested_by": meta.requester_key(thread.platform, requester)}
+            ),
+            thread=thread,
+            requester=image.requester,
+            rerender_of=image.message.key,
+            root=image.root,
+        )
+
+    @staticmethod
+    def _try(action: Callable[[], object]) -> None:
+        """Best effort: used to tidy up after a failure that is already being reported."""
+        try:
+            action()
+        except Exception:
+            log.warning("could not tidy up after a failure", exc_info=True)
+
+    # -- reactions ------------------------------------------------------------------------
+
+    def handle_reaction(self, event: ReactionEvent) -> None:
+        """Count a reaction on an image message (see ``bot.review``)."""
+        try:
+            self.review.handle_reaction(event)
+        except Exception:
+            log.exception(
+                "reaction %s by %s on %s failed", event.vote, event.user, event.message.key
+            )
+
+    # -- job events -----------------------------------------------------------------------
+
+    def pump(self, *, block_ms: int = 1000, count: int = 100) -> int:
+        """Read job events (waiting up to ``block_ms``), show them in their threads, ack
+        them; return how many were read. Call in a loop."""
+        if self._retry_at is not None and time.monotonic() >= self._retry_at:
+            # A new reader hands this consumer its unacknowledged entries first.
+            self._retry_at = None
+            self.events = EventStream(redis=self.events.redis, settings=self.events.settings)
+        batch = self.events.read(
+            group=self.group, consumer=self.consumer, count=count, block_ms=block_ms
+        )
+        for position, (entry_id, event) in enumerate(batch):
+            if not event.terminal and _superseded(event, batch[position + 1 :]):
+                self.events.ack(group=self.group, entry_id=entry_id)
+                continue  # a later event of the same job is in hand: one edit, not several
+            try:
+                self.delivery.handle(event)
+            except UserError as exc:
+                log.warning("job %s: %s; event dropped", event.job_id, exc.message)
+            except Exception:
+                # Left unacknowledged and read again later (or after a restart); what was
+                # posted is recorded, so nothing is posted twice.
+                attempts = self._attempts[entry_id] = self._attempts.get(entry_id, 0) + 1
+                log.exception(
+                    "job %s: could not show %s event (attempt %d of %d)",
+                    event.job_id, event.kind, attempts, MAX_DELIVERY_ATTEMPTS,
+                )  # fmt: skip
+                if attempts < MAX_DELIVERY_ATTEMPTS:
+                    delay = RETRY_BASE_S * 2 ** (attempts - 1)
+                    retry_at = time.monotonic() + delay
+                    self._retry_at = min(self._retry_at or retry_at, retry_at)
+                    continue
+                log.error("job %s: giving up on its %s event", event.job_id, event.kind)
+            self._attempts.pop(entry_id, None)
+            self.events.ack(group=self.group, entry_id=entry_id)
+        return len(batch)
+
+
+def cancel_button(job_id: str) -> dict[str, str]:
+    """A neutral button block; adapters that show buttons turn it into their own kind."""
+    return {
+        "type": "button",
+        "action": "cancel",
+        "value": job_id,
+        "label": "Cancel",
+        "style": "danger",
+    }
+
+
+def _superseded(event: JobEvent, later: list[tuple[str, JobEvent]]) -> bool:
+    return any(other.job_id == event.job_id for _, other in later)
+
+
+def _sentence(message: str) -> str:
+    """Error messages are built lower-case to be embedded; a reply starts with a capital."""
+    message = message.strip()
+    return message[:1].upper() + message[1:] if message else message
+
+
+__all__ = ["BotService", "ImageRecord"]

@@ -1,0 +1,93 @@
+"""Settings of the chat side (pydantic-settings, ``PROOFROOM_`` env prefix): review policy,
+export folder, defaults for ``/imagine``, and the job-event consumer group.
+
+Lists are comma-separated in the environment (``PROOFROOM_APPROVER_IDS=U024BE7LH,U0G9QF9C6``)
+because that is how people write them in a ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.settings import Settings
+
+Names = Annotated[frozenset[str], NoDecode]
+
+
+class ReviewPolicy(BaseModel):
+    """Who may decide on an image, and what a decision takes."""
+
+    # Both empty: everyone in the channel may approve and reject.
+    approver_ids: frozenset[str] = frozenset()
+    approver_roles: frozenset[str] = frozenset()
+    approvals_needed: int = Field(default=1, ge=1)
+    requester_may_approve: bool = True
+    auto_rerender_rejected: bool = False
+    # Re-renders per original image, 🔁 and automatic together; bounds the GPU time one
+    # image can take.
+    max_rerenders: int = Field(default=2, ge=0)
+
+    @property
+    def open(self) -> bool:
+        """Whether anyone may review (no approver list, no approver roles)."""
+        return not self.approver_ids and not self.approver_roles
+
+
+class BotSettings(BaseSettings):
+    """Settings of a chat process; see ``.env.example``."""
+
+    model_config = SettingsConfigDict(env_prefix="PROOFROOM_", env_file=".env", extra="ignore")
+
+    approver_ids: Names = frozenset()
+    approver_roles: Names = frozenset()
+    approvals_needed: int = Field(default=1, ge=1)
+    requester_may_approve: bool = True
+    auto_rerender_rejected: bool = False
+    max_rerenders: int = Field(default=2, ge=0)
+    # Where approved images go (PNG + JSON sidecar); None: <data_dir>/approved.
+    export_dir: Path | None = None
+    # Model for /imagine without --model or a template's model; None: the engine's default.
+    default_model: str | None = None
+    default_count: int = Field(default=4, ge=1)
+    # Consumer group on the job-event stream. The platform is appended, so a Slack bot and
+    # a Discord bot on one Redis each see every event; the consumer name is stable so a
+    # restarted bot is handed back what it read but did not acknowledge.
+    event_group: str = "bot"
+    event_consumer: str = "main"
+    # CSV batches: the most rows one file may have, and the largest file the bot uploads
+    # (manifests, zips of approved images; a bigger zip is split).
+    batch_max_rows: int = Field(default=500, ge=1)
+    upload_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # How long the bot remembers threads, image messages and votes.
+    state_ttl_days: int = 90
+
+    @field_validator("approver_ids", "approver_roles", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def policy(self) -> ReviewPolicy:
+        """The review policy these settings describe."""
+        return ReviewPolicy(
+            approver_ids=self.approver_ids,
+            approver_roles=self.approver_roles,
+            approvals_needed=self.approvals_needed,
+            requester_may_approve=self.requester_may_approve,
+            auto_rerender_rejected=self.auto_rerender_rejected,
+            max_rerenders=self.max_rerenders,
+        )
+
+    def export_path(self, settings: Settings) -> Path:
+        """The folder approved images are exported to."""
+        return self.export_dir or settings.data_dir / "approved"
+
+    def model_name(self, settings: Settings) -> str:
+        """The model used when neither the command nor the template names one."""
+        return self.default_model or settings.default_model

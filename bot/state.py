@@ -1,0 +1,256 @@
+"""The bot's durable state in Redis: jobs and their threads, image messages, votes, notices,
+the audit log. Nothing lives only in process memory, so a restarted bot (a new
+``BotService``) still routes results to their threads and still counts reactions on old
+images.
+
+Keys, all under ``{key_prefix}:bot:`` and expiring ``state_ttl_days`` after their last write:
+
+- ``job:{job_id}`` hash: ``record`` (spec, thread, requester, lineage), ``progress`` (the
+  progress message), ``posted:{what}`` / ``image:{index}`` (what was already posted, so a
+  re-delivered event posts nothing twice);
+- ``img:{message key}`` hash: ``record`` (job, index, seed, artifact...), ``state``
+  (pending/approved/rejected), ``export`` (exported files), ``rerendered``;
+- ``votes:{message key}`` sorted set of ``vote:user`` by time (a user's latest reaction wins);
+- ``pending:{platform}:{channel}`` sorted set of image message keys awaiting a decision;
+- ``rerenders:{root message key}`` counter; ``once:{...}`` markers; ``open:{platform}`` set
+  of jobs not yet ended; ``audit`` stream of every vote.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, cast
+
+import redis as redis_lib
+from pydantic import BaseModel
+
+from bot.ports import MessageRef, Vote
+from engine.spec import JobSpec
+
+ImageState = Literal["pending", "approved", "rejected"]
+
+
+class JobRecord(BaseModel):
+    """A job the bot queued: its spec, its thread, and where it came from."""
+
+    spec: JobSpec
+    thread: MessageRef
+    requester: str  # platform user id
+    rerender_of: str | None = None  # message key of the image this job re-renders
+    root: str | None = None  # message key of the first image of that lineage
+
+
+class ImageRecord(BaseModel):
+    """One posted image message and what it shows."""
+
+    message: MessageRef
+    job_id: str
+    index: int
+    seed: int
+    artifact_id: str
+    width: int
+    height: int
+    requester: str
+    root: str  # message key of the lineage's first image (itself unless a re-render)
+    number: int = 1  # 1-based position shown in the caption ("image 2 of 4")
+    of: int = 1
+
+
+class BotState:
+    """Typed access to the bot's keys. One instance per process is enough; it holds no data."""
+
+    def __init__(self, *, redis: redis_lib.Redis, key_prefix: str, ttl_s: int) -> None:
+        self.redis = redis
+        self.base = f"{key_prefix}:bot"
+        self.ttl_s = ttl_s
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def add_job(self, record: JobRecord) -> None:
+        """Remember a job before it is queued, and count it as open."""
+        key = self._key("job", record.spec.id)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, "record", record.model_dump_json())
+            pipe.expire(key, self.ttl_s)
+            pipe.sadd(self._key("open", record.thread.platform), record.spec.id)
+            pipe.execute()
+
+    def job(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None for a job this bot did not queue (or long forgotten)."""
+        raw = self.redis.hget(self._key("job", job_id), "record")
+        return JobRecord.model_validate_json(raw) if raw else None
+
+    def close_job(self, record: JobRecord) -> None:
+        """The job ended (done, failed, cancelled) and its end was shown."""
+        self.redis.srem(self._key("open", record.thread.platform), record.spec.id)
+
+    def open_jobs(self, platform: str) -> set[str]:
+        """Jobs for ``platform`` that have not ended (or whose end was not shown) yet."""
+        return {_text(v) for v in self.redis.smembers(self._key("open", platform))}
+
+    def get_field(self, job_id: str, field: str) -> str | None:
+        """One field of the job hash (``progress``, ``posted:done``, ``image:0``...)."""
+        value = self.redis.hget(self._key("job", job_id), field)
+        return _text(value) if value is not None else None
+
+    def set_field(self, job_id: str, field: str, value: str) -> None:
+        """Record something about a job (what was posted, where)."""
+        key = self._key("job", job_id)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, field, value)
+            pipe.expire(key, self.ttl_s)
+            pipe.execute()
+
+    # -- images ---------------------------------------------------------------------------
+
+    def add_image(self, record: ImageRecord) -> None:
+        """Remember an image message so reactions on it can be counted, now or after a restart."""
+        key = self._key("img", record.message.key)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping={"record": record.model_dump_json(), "state": "pending"})
+            pipe.expire(key, self.ttl_s)
+            pipe.execute()
+        self.set_pending(record, pending=True)
+
+    def image(self, message: MessageRef) -> ImageRecord | None:
+        """The image a message shows, or None for any other message."""
+        raw = self.redis.hget(self._key("img", message.key), "record")
+        return ImageRecord.model_validate_json(raw) if raw else None
+
+    def image_state(self, message: MessageRef) -> ImageState:
+        """pending, approved or rejected."""
+        value = self.redis.hget(self._key("img", message.key), "state")
+        return _text(value) if value else "pending"  # type: ignore[return-value]
+
+    def set_image_field(self, message: MessageRef, field: str, value: str) -> None:
+        """Record ``state``, ``export`` or ``rerendered`` of an image."""
+        key = self._key("img", message.key)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, field, value)
+            pipe.expire(key, self.ttl_s)
+            pipe.execute()
+
+    def image_field(self, message: MessageRef, field: str) -> str | None:
+        """One field of an image's hash."""
+        value = self.redis.hget(self._key("img", message.key), field)
+        return _text(value) if value is not None else None
+
+    def set_pending(self, record: ImageRecord, *, pending: bool) -> None:
+        """Add the image to, or take it off, its channel's list of undecided images."""
+        key = self._key("pending", record.message.platform, record.message.channel)
+        if pending:
+            self.redis.zadd(key, {record.message.key: time.time()})
+            self.redis.expire(key, self.ttl_s)
+        else:
+            self.redis.zrem(key, record.message.key)
+
+    def pending_in(self, *, platform: str, channel: str) -> list[ImageRecord]:
+        """The channel's images still waiting for a decision, oldest first."""
+        key = self._key("pending", platform, channel)
+        records = []
+        for member in self._members(key):
+            raw = self.redis.hget(self._key("img", _text(member)), "record")
+            if raw:
+                records.append(ImageRecord.model_validate_json(raw))
+            else:
+                self.redis.zrem(key, member)  # expired: prune
+        return records
+
+    @contextmanager
+    def image_lock(self, message: MessageRef, *, timeout_s: float = 30.0) -> Iterator[None]:
+        """Serialise vote handling per image: two reactions at once must not both export.
+        SET NX plus a compare-and-delete in WATCH/MULTI rather than redis-py's Lock, which
+        needs Lua, and the embedded fakeredis runs none."""
+        key, token = self._key("lock", message.key), uuid.uuid4().hex
+        deadline = time.monotonic() + timeout_s
+        while not self.redis.set(key, token, nx=True, px=int(timeout_s * 1000)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"image {message.key} stayed locked for {timeout_s:.0f} s")
+            time.sleep(0.01)
+        try:
+            yield
+        finally:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    if _text(pipe.get(key) or b"") == token:
+                        pipe.multi()
+                        pipe.delete(key)
+                        pipe.execute()
+                except redis_lib.WatchError:
+                    pass  # expired and taken by someone else: theirs now
+
+    # -- votes ----------------------------------------------------------------------------
+
+    def add_vote(self, message: MessageRef, *, user: str, vote: Vote) -> None:
+        """``user`` reacted with ``vote`` (their latest reaction is their vote)."""
+        key = self._key("votes", message.key)
+        self.redis.zadd(key, {f"{vote}:{user}": time.time()})
+        self.redis.expire(key, self.ttl_s)
+
+    def remove_vote(self, message: MessageRef, *, user: str, vote: Vote) -> None:
+        """``user`` took that reaction back."""
+        self.redis.zrem(self._key("votes", message.key), f"{vote}:{user}")
+
+    def votes(self, message: MessageRef) -> dict[str, Vote]:
+        """Each user's current vote on the image: the latest reaction they still have on it."""
+        current: dict[str, Vote] = {}
+        for member in self._members(self._key("votes", message.key)):
+            vote, _, user = _text(member).partition(":")
+            current[user] = vote  # type: ignore[assignment]  # later entries win
+        return current
+
+    def audit(self, **fields: str) -> None:
+        """Append one line to the audit log (every vote, counted or not, and why)."""
+        entry = {"ts": f"{time.time():.3f}", **fields}
+        self.redis.xadd(self._key("audit"), cast(Any, entry))
+
+    def audit_log(self) -> list[dict[str, str]]:
+        """The audit log, oldest first."""
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]], self.redis.xrange(self._key("audit"))
+        )
+        return [{_text(k): _text(v) for k, v in fields.items()} for _, fields in entries]
+
+    # -- once-only markers --------------------------------------------------------------
+
+    def once(self, *parts: str, ttl_s: int | None = None) -> bool:
+        """True the first time these ``parts`` are seen (until the marker expires)."""
+        key = self._key("once", *parts)
+        return bool(self.redis.set(key, "1", nx=True, ex=ttl_s or self.ttl_s))
+
+    def count_rerender(self, root: str) -> int:
+        """Count one more re-render in the lineage of ``root``; return the new total."""
+        key = self._key("rerenders", root)
+        total = int(self.redis.incr(key))
+        self.redis.expire(key, self.ttl_s)
+        return total
+
+    def uncount_rerender(self, root: str) -> None:
+        """Give back a counted re-render that could not be queued."""
+        self.redis.decr(self._key("rerenders", root))
+
+    def _members(self, key: str) -> list[str]:
+        """A sorted set's members, lowest score first, as text."""
+        return [_text(m) for m in cast(list[bytes], self.redis.zrange(key, 0, -1))]
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.base, *parts))
+
+
+def dumps_ref(ref: MessageRef) -> str:
+    """A message ref as a JSON string for a hash field."""
+    return json.dumps(ref.to_dict())
+
+
+def loads_ref(raw: str) -> MessageRef:
+    """The inverse of :func:`dumps_ref`."""
+    return MessageRef.from_dict(json.loads(raw))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,158 @@
+"""What the bot says in a thread: the job card, the progress line, image captions and review
+lines. Plain text with backticks and ``<@user>`` mentions, which Slack and Discord both show
+(an adapter rewrites them where its platform differs). Pure functions of their arguments."""
+
+from __future__ import annotations
+
+from bot.ports import VOTE_EMOJI
+from bot.state import ImageRecord
+from engine.catalog import Catalog
+from engine.spec import JobSpec
+
+BAR_WIDTH = 20
+MAX_PROMPT_SHOWN = 600  # chat messages have limits; the full prompt is in the export
+
+
+def mention(user: str) -> str:
+    """A user mention in the neutral markup."""
+    return f"<@{user}>"
+
+
+def job_card(spec: JobSpec, *, requester: str, catalog: Catalog) -> str:
+    """The first message of a job's thread: everything needed to understand (and repeat) it."""
+    lines = [
+        f"{mention(requester)} asked for {_images(spec.count)} \u00b7 job `{spec.id}`",
+        f"> {_clip(spec.prompt)}",
+    ]
+    if spec.negative_prompt:
+        lines.append(f"Negative: {_clip(spec.negative_prompt)}")
+    lines.append(
+        f"Model `{spec.model}` \u00b7 {spec.width}x{spec.height} \u00b7 {spec.steps} steps "
+        f"\u00b7 CFG {spec.cfg_scale:g} \u00b7 {spec.sampler} \u00b7 seed {spec.seed}"
+        + (" (image k uses seed+k)" if spec.count > 1 else "")
+    )
+    if spec.loras:
+        lines.append(
+            "LoRAs: " + ", ".join(_lora(ref.name, ref.weight, catalog) for ref in spec.loras)
+        )
+    if spec.template:
+        values = " ".join(
+            f'{k}="{v}"' if " " in v else f"{k}={v}" for k, v in spec.variables.items()
+        )
+        lines.append(f"Template `{spec.template}` {values}".rstrip())
+    lines.append(f"React on each image: {_legend()}.")
+    return "\n".join(lines)
+
+
+def not_queued(job_id: str) -> str:
+    """The job card, replaced when the job could not be queued after all."""
+    return (
+        f"\u26a0\ufe0f Job `{job_id}` could not be queued, so nothing will render here. "
+        "Please try again."
+    )
+
+
+def rerender_card(spec: JobSpec, *, image: ImageRecord, requester: str, auto: bool) -> str:
+    """The line that opens a re-render inside the original thread."""
+    why = "it was rejected" if auto else f"{mention(requester)} asked"
+    return (
+        f"\U0001f501 Re-rendering image {image.number} (seed {image.seed}) with seed "
+        f"{spec.seed} because {why} \u00b7 job `{spec.id}`"
+    )
+
+
+def progress_bar(step: int, total: int, *, width: int = BAR_WIDTH) -> str:
+    """``███████░░░░░░░░░░░░░`` for step/total (clamped, so odd events never break it)."""
+    filled = 0 if total <= 0 else round(width * min(max(step, 0), total) / total)
+    return "\u2588" * filled + "\u2591" * (width - filled)
+
+
+def progress_line(
+    *, kind: str, spec_id: str, step: int | None = None, total: int | None = None,
+    position: int | None = None, count: int | None = None, seconds: float | None = None,
+    message: str = "",
+) -> str:  # fmt: skip
+    """The job's single progress message, for each kind of job event."""
+    if kind == "queued":
+        place = f"place {position} in line" if position else "waiting for a worker"
+        return f"\u23f3 Queued ({place}) \u00b7 `/imagine cancel {spec_id}` to cancel"
+    if kind == "started":
+        return f"\U0001f3a8 Rendering `{progress_bar(0, 1)}` starting"
+    if kind == "progress":
+        step, total = step or 0, total or 0
+        return f"\U0001f3a8 Rendering `{progress_bar(step, total)}` step {step}/{total}"
+    if kind == "done":
+        took = f" in {seconds:.1f} s" if seconds else ""
+        return f"\u2705 Done: {_images(count or 0)}{took}. Review them below."
+    if kind == "cancelled":
+        return f"\U0001f6ab Cancelled{': ' + message if message else ''}."
+    return "\u26a0\ufe0f Stopped: this job failed (see below)."
+
+
+def caption(image: ImageRecord, *, parent: str | None = None) -> str:
+    """The text under an image: which one it is, its seed, and how to review it."""
+    head = f"Image {image.number}/{image.of}" if image.of > 1 else "Image"
+    if parent:
+        head += f" (re-render of {parent})"
+    return f"{head} \u00b7 seed {image.seed} \u00b7 job `{image.job_id}` \u00b7 {_legend()}"
+
+
+def failure(message: str) -> str:
+    """The thread line for a failed job: the worker's sentence, never a traceback."""
+    return f"\u26a0\ufe0f This job failed: {message}"
+
+
+def approved(image: ImageRecord, *, approvers: list[str], filename: str) -> str:
+    """Review line: the image is approved and exported."""
+    who = ", ".join(mention(u) for u in approvers)
+    return f"\u2705 Image {image.number} (seed {image.seed}) approved by {who}; exported as `{filename}`."
+
+
+def rejected(image: ImageRecord, *, rejecters: list[str]) -> str:
+    """Review line: the image is rejected."""
+    who = ", ".join(mention(u) for u in rejecters)
+    return f"\u274c Image {image.number} (seed {image.seed}) rejected by {who}."
+
+
+def still_rejected(image: ImageRecord, *, rejecters: list[str]) -> str:
+    """Review line: an approval on an image someone rejected (a rejection is a veto)."""
+    who = ", ".join(mention(u) for u in rejecters)
+    return (
+        f"Image {image.number} stays rejected while the \u274c from {who} stands; "
+        "it can be approved once that reaction is taken back."
+    )
+
+
+def reopened(image: ImageRecord, *, was: str) -> str:
+    """Review line: a vote was taken back and the image waits for a decision again."""
+    undone = " and taken out of the export" if was == "approved" else ""
+    return (
+        f"\u21a9\ufe0f Image {image.number} (seed {image.seed}) is no longer {was}{undone}; "
+        "it waits for a decision again."
+    )
+
+
+def votes_needed(image: ImageRecord, *, have: int, need: int) -> str:
+    """Review line: approvals so far when more than one is needed."""
+    return f"Image {image.number}: {have} of {need} approvals."
+
+
+def _images(count: int) -> str:
+    return f"{count} image" + ("" if count == 1 else "s")
+
+
+def _legend() -> str:
+    return (
+        f"{VOTE_EMOJI['approve']} approve, {VOTE_EMOJI['reject']} reject, "
+        f"{VOTE_EMOJI['rerender']} re-render"
+    )
+
+
+def _lora(name: str, weight: float, catalog: Catalog) -> str:
+    entry = catalog.loras.get(name)
+    triggers = f" (adds `{', '.join(entry.triggers)}`)" if entry and entry.triggers else ""
+    return f"`{name}` {weight:g}{triggers}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_PROMPT_SHOWN else text[: MAX_PROMPT_SHOWN - 1] + "\u2026"
