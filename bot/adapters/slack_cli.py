@@ -1,0 +1,145 @@
+"""``proofroom slack``: run the bot on Slack, in Socket Mode (default; app token ``xapp-``)
+or in HTTP mode (``--http``; signing secret). Either way a second thread pumps job events
+into threads. See ``docs/slack.md`` for creating the app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+
+import redis as redis_lib
+
+from bot.adapters.slack import SlackAdapter, make_client
+from bot.adapters.slack_app import HttpServer, build_app
+from bot.adapters.slack_settings import SlackSettings
+from bot.service import BotService
+from bot.settings import BotSettings
+from engine.catalog import Catalog
+from engine.embedded import redis_for
+from engine.queue import JobQueue
+from engine.settings import Settings, get_settings
+from engine.store import store_from_settings
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``proofroom slack``."""
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="HTTP mode: Slack posts to this process (needs SLACK_SIGNING_SECRET and a public "
+        "URL); default is Socket Mode (needs SLACK_APP_TOKEN)",
+    )
+    parser.add_argument("--port", type=int, help="HTTP mode port (default 3000)")
+    parser.add_argument("--host", default="0.0.0.0", help="HTTP mode address (default 0.0.0.0)")
+    parser.add_argument(
+        "--embedded-worker",
+        action="store_true",
+        help="also render in this process (automatic without REDIS_URL)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``proofroom slack``."""
+    settings = get_settings()
+    slack_settings = SlackSettings()
+    try:  # name the missing variable before anything starts
+        slack_settings.secret("bot_token")
+        slack_settings.secret("signing_secret" if args.http else "app_token")
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    redis = redis_for(settings)
+    runtime = SlackRuntime(
+        settings=settings,
+        slack_settings=slack_settings,
+        bot_settings=BotSettings(),
+        redis=redis,
+        socket_mode=not args.http,
+    )
+    worker = None
+    if args.embedded_worker or not settings.redis_url:
+        from engine.embedded import start_embedded_worker  # noqa: PLC0415 (imports torch)
+
+        worker = start_embedded_worker(settings=settings, redis=redis)
+    runtime.start_pump()
+    try:
+        if args.http:
+            port = args.port or slack_settings.http_port
+            server = HttpServer(
+                runtime.app, host=args.host, port=port, path=slack_settings.http_path
+            )
+            log.info("Slack HTTP mode on %s", server.url)
+            server.serve_forever()
+        else:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415
+
+            SocketModeHandler(runtime.app, slack_settings.secret("app_token")).start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
+        if worker is not None:
+            worker.stop()
+    return 0
+
+
+class SlackRuntime:
+    """The service stack for Slack: adapter, core, Bolt app, and the event pump thread."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        slack_settings: SlackSettings,
+        bot_settings: BotSettings,
+        redis: redis_lib.Redis,
+        socket_mode: bool,
+        pump_block_ms: int = 1000,
+    ) -> None:
+        catalog = Catalog.load(settings.templates_dir)
+        queue = JobQueue(redis=redis, settings=settings, catalog=catalog)
+        self.adapter = SlackAdapter(client=make_client(slack_settings), settings=slack_settings)
+        self.service = BotService(
+            adapter=self.adapter,
+            queue=queue,
+            events=queue.events,
+            catalog=catalog,
+            store=store_from_settings(settings),
+            settings=settings,
+            bot_settings=bot_settings,
+            redis=redis,
+        )
+        self.app = build_app(
+            core=self.service,
+            adapter=self.adapter,
+            redis=redis,
+            key_prefix=settings.key_prefix,
+            max_pixels=settings.limits.max_pixels,
+            socket_mode=socket_mode,
+        )
+        self.pump_block_ms = pump_block_ms
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start_pump(self) -> None:
+        """Bring job events into Slack threads from a daemon thread until :meth:`stop`."""
+        self._thread = threading.Thread(target=self._pump, name="slack-pump", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the pump after its current batch."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _pump(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.service.pump(block_ms=self.pump_block_ms)
+            except Exception:
+                # Redis away, say: keep the bot up and try again, without spinning.
+                log.exception("event pump failed; retrying in 1 s")
+                self._stop.wait(1.0)

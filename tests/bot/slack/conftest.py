@@ -1,0 +1,152 @@
+"""Fixtures of the Slack tests: the recording fake Web API, and the real bot (``SlackRuntime``:
+adapter, service, Bolt app) served over HTTP on 127.0.0.1, fed signed requests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from rq import Queue
+
+from bot.adapters.slack_app import Core, HttpServer, build_app
+from bot.adapters.slack_cli import SlackRuntime
+from bot.adapters.slack_settings import SlackSettings
+from bot.ports import CommandEvent, ReactionEvent
+from bot.service import BotService
+from bot.settings import BotSettings
+from engine.embedded import start_embedded_worker
+from engine.queue import queue_names
+from engine.settings import Settings
+from tests.bot.slack.fake_slack import FakeSlack
+from tests.bot.slack.slack_requests import SlackSender
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+@pytest.fixture()
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture()
+def slack_settings(fake_slack: FakeSlack) -> SlackSettings:
+    return SlackSettings(
+        _env_file=None,  # type: ignore[call-arg]  # this test's values only
+        bot_token=fake_slack.bot_token,
+        signing_secret=SIGNING_SECRET,
+        api_url=fake_slack.api_url,
+        share_wait_s=3.0,
+        update_interval_s=0.0,
+        max_intake_bytes=20 * 1024 * 1024,
+    )
+
+
+class SlackHarness:
+    """The bot as deployed in HTTP mode, and a sender of signed requests to it."""
+
+    def __init__(self, *, runtime: SlackRuntime, fake: FakeSlack) -> None:
+        self.runtime = runtime
+        self.fake = fake
+        self.server = HttpServer(runtime.app, host="127.0.0.1", port=0, path="/slack/events")
+        self.server.start()
+        self.send = SlackSender(
+            url=self.server.url, signing_secret=SIGNING_SECRET, response_url=fake.response_url
+        )
+
+    @property
+    def queue(self):
+        return self.runtime.service.queue
+
+    def close(self) -> None:
+        self.server.stop()
+        self.runtime.stop()
+
+
+@pytest.fixture()
+def make_slack(
+    fake_slack: FakeSlack,
+    slack_settings: SlackSettings,
+    settings: Settings,
+    bot_settings: BotSettings,
+    redis: redis_lib.Redis,
+) -> Iterator[Callable[..., SlackHarness]]:
+    """Build (and afterwards close) the bot; ``pump=True`` also runs the event pump."""
+    made: list[SlackHarness] = []
+
+    def make(
+        *,
+        pump: bool = False,
+        core: Callable[[BotService], Core] | None = None,
+        **overrides: Any,
+    ) -> SlackHarness:
+        runtime = SlackRuntime(
+            settings=settings,
+            slack_settings=overrides.pop("slack_settings", slack_settings),
+            bot_settings=overrides.pop("bot_settings", bot_settings),
+            redis=redis,
+            socket_mode=False,
+            pump_block_ms=100,
+        )
+        if core is not None:
+            # The same app around a core that records what reaches it, then passes it on.
+            runtime.app = build_app(
+                core=core(runtime.service),
+                adapter=runtime.adapter,
+                redis=redis,
+                key_prefix=settings.key_prefix,
+                max_pixels=settings.limits.max_pixels,
+            )
+        if pump:
+            runtime.start_pump()
+        harness = SlackHarness(runtime=runtime, fake=fake_slack)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.close()
+
+
+@pytest.fixture()
+def worker(settings: Settings, redis_url: str) -> Iterator[None]:
+    """The real RQ worker in a thread, on the real Redis, rendering ``tiny``."""
+    handle = start_embedded_worker(settings=settings, redis=redis_lib.Redis.from_url(redis_url))
+    yield
+    handle.stop()
+
+
+class RecordingCore:
+    """Passes every call to the real service and keeps the events it was given."""
+
+    def __init__(self, service: BotService) -> None:
+        self.service = service
+        self.commands: list[CommandEvent] = []
+
+    def handle_command(self, event: CommandEvent) -> str:
+        self.commands.append(event)
+        return self.service.handle_command(event)
+
+    def handle_reaction(self, event: ReactionEvent) -> None:
+        self.service.handle_reaction(event)
+
+
+def queued_jobs(settings: Settings, redis: redis_lib.Redis) -> int:
+    """Jobs waiting in this test's RQ queues."""
+    return sum(Queue(name, connection=redis).count for name in queue_names(settings))
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "it") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
