@@ -1,0 +1,350 @@
+"""The Discord side of the :class:`~bot.ports.ChatAdapter` port: a translator, no rules.
+
+Everything goes through discord.py's HTTP layer with the bot token (``client.http``: its
+rate limiter and retries), never through an interaction's webhook, whose token dies after
+15 minutes while a job may take longer. Payload dicts in, :mod:`bot.ports` values out.
+
+- A thread is the port's "thread": it is started from the bot's own message on first use
+  (``POST /channels/{channel}/messages/{message}/threads``) and then has that message's
+  id, so ``MessageRef.thread`` is the root message id on both platforms. A message in a
+  thread is ``MessageRef(channel=<parent channel>, id, thread=<root id>)``.
+- One message per image, the file a ``discord.File``; an image over the guild's upload
+  limit is re-encoded to fit (:mod:`bot.adapters.images`); the original stays in the store.
+- Reactions: unicode emoji become votes through :func:`bot.ports.vote_for_emoji`.
+
+The port is synchronous (the service runs in worker threads); each method hands its
+coroutine to the client's event loop and waits. The ``a*`` coroutines are the same calls
+for code already on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
+
+import discord
+from discord.http import handle_message_parameters
+
+from bot.adapters.discord_settings import DiscordSettings
+from bot.adapters.images import fit_upload
+from bot.ports import VOTE_EMOJI, VOTES, MessageRef, ReactionEvent, vote_for_emoji
+from engine.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+MAX_CONTENT = 2000  # characters per message
+MAX_THREAD_NAME = 100
+THREAD_EXISTS = 160004  # "A thread has already been created for this message"
+_SLACK_LINK = re.compile(r"<(https?://[^|>\s]+)\|([^>]+)>")
+_NAME_JUNK = re.compile(r"[`*_~<>|#]+")
+_MENTION = re.compile(r"<(?:@[!&]?|#)\d+>")
+T = TypeVar("T")
+
+
+class DiscordAdapter:
+    """Posts, edits and uploads for the service; translates raw reactions for it."""
+
+    platform = PLATFORM
+
+    def __init__(self, *, client: discord.Client, settings: DiscordSettings) -> None:
+        self._client = client
+        self._settings = settings
+        # Caches only: Discord is the truth (a second thread start answers THREAD_EXISTS,
+        # a thread's parent can be fetched), so a restart loses nothing.
+        self._threads: dict[str, str] = {}  # thread id -> parent channel id
+        self._roots: OrderedDict[str, str] = OrderedDict()  # root message id -> its text
+        self._upload_limits: dict[str, int] = {}  # channel id -> bytes, from interactions
+        self._role_names: dict[int, dict[str, str]] = {}  # guild -> role id -> name
+        self._thread_locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- the port (blocking; call from threads, never from the event loop) -------------
+    def post(
+        self,
+        *,
+        channel: str,
+        text: str,
+        thread: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> MessageRef:
+        """Post ``text`` to ``channel``, inside ``thread`` (started here if need be).
+        ``blocks`` (Slack Block Kit) have no Discord form; the text carries everything."""
+        return self._wait(self.apost(channel=channel, text=text, thread=thread))
+
+    def edit(
+        self, *, message: MessageRef, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Replace the text of a message this bot posted."""
+        self._wait(self.aedit(message=message, text=text))
+
+    def upload(
+        self, *, channel: str, thread: str | None, data: bytes, filename: str, text: str
+    ) -> MessageRef:
+        """One image as its own message, re-encoded if over the channel's upload limit."""
+        return self._wait(
+            self.aupload(channel=channel, thread=thread, data=data, filename=filename, text=text)
+        )
+
+    def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:
+        """Discord has no ephemeral messages outside an interaction: mention the user where
+        the conversation is, pinging only them."""
+        self._wait(self.apost(channel=channel, thread=thread, text=f"<@{user}> {text}"))
+
+    # ---- the same on the event loop ------------------------------------------------------
+    async def apost(self, *, channel: str, text: str, thread: str | None = None) -> MessageRef:
+        """Coroutine of :meth:`post`."""
+        target = await self._target(channel=channel, thread=thread)
+        content = _content(text)
+        with handle_message_parameters(content=content, allowed_mentions=_MENTIONS) as params:
+            data = await self._send(target, params)
+        if thread is None:
+            self._remember_root(str(data["id"]), content)
+        return MessageRef(PLATFORM, channel, str(data["id"]), thread)
+
+    async def aedit(self, *, message: MessageRef, text: str) -> None:
+        """Coroutine of :meth:`edit`."""
+        where = message.thread or message.channel
+        with handle_message_parameters(content=_content(text), allowed_mentions=_MENTIONS) as p:
+            await self._client.http.edit_message(where, message.id, params=p)
+        if message.thread is None:
+            self._remember_root(message.id, text)
+
+    async def aupload(
+        self, *, channel: str, thread: str | None, data: bytes, filename: str, text: str
+    ) -> MessageRef:
+        """Coroutine of :meth:`upload`."""
+        target = await self._target(channel=channel, thread=thread)
+        fitted = await asyncio.to_thread(
+            fit_upload, data, filename=filename, limit=self.upload_limit(channel)
+        )
+        caption = text if fitted.note is None else f"{text}\n-# {fitted.note}"
+        file = discord.File(io.BytesIO(fitted.data), filename=fitted.filename)
+        with handle_message_parameters(
+            content=_content(caption), file=file, allowed_mentions=_MENTIONS
+        ) as params:
+            posted = await self._send(target, params)
+        ref = MessageRef(PLATFORM, channel, str(posted["id"]), thread)
+        if self._settings.seed_reactions:
+            # In the background: three reactions take about a second of rate limit, and
+            # the next image should not wait for them.
+            self._spawn(self._seed_reactions(target, ref.id))
+        return ref
+
+    # ---- inbound: reactions, roles, limits ----------------------------------------------
+    async def reaction_event(self, raw: discord.RawReactionActionEvent) -> ReactionEvent | None:
+        """The port's value for a raw gateway reaction; None for emoji that mean no vote
+        (before any lookup: most reactions in a server are not votes), for the bot's own
+        reactions, and outside servers (DMs have no job threads)."""
+        me = self._client.user
+        if raw.guild_id is None or (me is not None and raw.user_id == me.id):
+            return None
+        emoji = raw.emoji
+        vote = vote_for_emoji(str(emoji) if emoji.is_unicode_emoji() else emoji.name or "")
+        if vote is None:
+            return None
+        channel_id = str(raw.channel_id)
+        parent = await self.thread_parent(channel_id)
+        if parent is None:
+            message = MessageRef(PLATFORM, channel_id, str(raw.message_id), None)
+        else:
+            message = MessageRef(PLATFORM, parent, str(raw.message_id), channel_id)
+        roles = await self.roles_of(guild_id=raw.guild_id, user_id=raw.user_id, member=raw.member)
+        return ReactionEvent(
+            platform=PLATFORM,
+            user=str(raw.user_id),
+            message=message,
+            vote=vote,
+            added=raw.event_type == "REACTION_ADD",
+            roles=roles,
+            event_id=None,  # the gateway has no event ids; a resumed session replays nothing twice
+        )
+
+    async def thread_parent(self, channel_id: str) -> str | None:
+        """The parent channel of ``channel_id`` when it is a thread, else None."""
+        if channel_id in self._threads:
+            return self._threads[channel_id]
+        channel = self._client.get_channel(int(channel_id))
+        if channel is None:
+            try:
+                channel = await self._client.fetch_channel(int(channel_id))
+            except discord.HTTPException:
+                log.warning("channel %s could not be fetched; taken as a channel", channel_id)
+                return None
+        if isinstance(channel, discord.Thread):
+            self._threads[channel_id] = str(channel.parent_id)
+            return self._threads[channel_id]
+        return None
+
+    async def roles_of(
+        self, *, guild_id: int, user_id: int, member: discord.Member | None = None
+    ) -> frozenset[str]:
+        """The member's roles by id and by name, so approver roles may be given either way.
+        Uses the gateway's member when there is one; else asks the API (a reaction removal
+        carries no member, and a guild may not be cached yet)."""
+        guild = self._client.get_guild(guild_id)
+        if guild is None:
+            member = None  # an interaction's member without the guild cached knows no roles
+        elif member is None:
+            member = guild.get_member(user_id)
+        if member is not None:
+            ids = [str(role.id) for role in member.roles if not role.is_default()]
+        else:
+            try:
+                data = await self._client.http.get_member(guild_id, user_id)
+            except discord.NotFound:
+                return frozenset()
+            ids = [str(role_id) for role_id in data.get("roles", [])]
+        names = await self._names_of_roles(guild_id, ids)
+        return frozenset(ids) | frozenset(names[i] for i in ids if i in names)
+
+    def remember_upload_limit(self, *, channel: str, limit: int) -> None:
+        """Record the guild's upload limit an interaction reported for ``channel``."""
+        self._upload_limits[channel] = limit
+
+    def upload_limit(self, channel: str) -> int:
+        """Bytes one file may have in ``channel``: what the last interaction there said,
+        else what the cached guild's boost level allows, else the setting."""
+        if channel in self._upload_limits:
+            return self._upload_limits[channel]
+        cached = self._client.get_channel(int(channel))
+        guild = getattr(cached, "guild", None)
+        if guild is not None:
+            return int(guild.filesize_limit)
+        return self._settings.upload_limit_bytes
+
+    def note_thread(self, *, thread: str, parent: str) -> None:
+        """Record that ``thread`` lives in ``parent`` (from an interaction's channel)."""
+        self._threads[thread] = parent
+
+    async def aclose(self) -> None:
+        """Wait for background work (reaction seeding) to finish."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # ---- internals -----------------------------------------------------------------------
+    async def _target(self, *, channel: str, thread: str | None) -> str:
+        """The channel id to post to: the thread (started on first use), or the channel."""
+        if thread is None or thread == channel:
+            return channel
+        if thread in self._threads:
+            return thread
+        lock = self._thread_locks.setdefault(thread, asyncio.Lock())
+        async with lock:
+            if thread not in self._threads:
+                await self._start_thread(channel=channel, message_id=thread)
+                self._threads[thread] = channel
+        self._thread_locks.pop(thread, None)
+        return thread
+
+    async def _send(self, channel_id: str, params: Any) -> Any:
+        try:
+            return await self._client.http.send_message(channel_id, params=params)
+        except discord.Forbidden as exc:
+            raise _not_allowed(channel_id, exc) from None
+
+    async def _start_thread(self, *, channel: str, message_id: str) -> None:
+        name = _thread_name(self._roots.get(message_id) or "Proofroom job")
+        try:
+            await self._client.http.start_thread_with_message(
+                channel,
+                message_id,
+                name=name,
+                auto_archive_duration=self._settings.thread_archive_minutes,
+            )
+        except discord.Forbidden as exc:
+            raise _not_allowed(channel, exc) from None
+        except discord.HTTPException as exc:
+            if exc.code != THREAD_EXISTS:  # started before (by us, before a restart): fine
+                raise
+
+    async def _seed_reactions(self, channel_id: str, message_id: str) -> None:
+        for vote in VOTES:
+            try:
+                await self._client.http.add_reaction(channel_id, message_id, VOTE_EMOJI[vote])
+            except discord.HTTPException as exc:  # e.g. no Add Reactions permission
+                log.warning("could not add %s to message %s: %s", vote, message_id, exc)
+                return
+
+    async def _names_of_roles(self, guild_id: int, ids: Iterable[str]) -> dict[str, str]:
+        guild = self._client.get_guild(guild_id)
+        names: dict[str, str] = {}
+        missing = []
+        for role_id in ids:
+            role = guild.get_role(int(role_id)) if guild is not None else None
+            if role is not None:
+                names[role_id] = role.name
+            else:
+                missing.append(role_id)
+        if missing:
+            known = self._role_names.get(guild_id)
+            if known is None or any(r not in known for r in missing):
+                roles = await self._client.http.get_roles(guild_id)
+                known = self._role_names[guild_id] = {str(r["id"]): r["name"] for r in roles}
+            names.update({r: known[r] for r in missing if r in known})
+        return names
+
+    def _remember_root(self, message_id: str, text: str) -> None:
+        self._roots[message_id] = text
+        self._roots.move_to_end(message_id)
+        while len(self._roots) > 1000:
+            self._roots.popitem(last=False)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self._client.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            coro.close()
+            raise RuntimeError(
+                "DiscordAdapter's blocking methods were called on the event loop; "
+                "run the service in a thread (asyncio.to_thread) or await the a* methods"
+            )
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result(self._settings.call_timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+
+_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
+
+
+def _not_allowed(channel_id: str, exc: discord.Forbidden) -> UserError:
+    """A 403 as a sentence the channel's people can act on (the service shows it)."""
+    return UserError(
+        f"Proofroom may not post in <#{channel_id}> ({exc.text or 'missing permissions'}); "
+        "ask a server admin to give it View Channel, Send Messages, Create Public Threads, "
+        "Send Messages in Threads and Attach Files there"
+    )
+
+
+def _content(text: str) -> str:
+    """Port text as Discord shows it: Slack-style links become Markdown links; the length
+    is cut to Discord's limit with a visible ellipsis."""
+    text = _SLACK_LINK.sub(r"[\2](\1)", text)
+    if len(text) > MAX_CONTENT:
+        text = text[: MAX_CONTENT - 1] + "\u2026"
+    return text
+
+
+def _thread_name(text: str) -> str:
+    """A thread title from the root message: its first two lines without mentions and
+    Markdown marks (a title cannot ping anyone and shows no formatting)."""
+    text = _MENTION.sub("", text)
+    lines = [" ".join(_NAME_JUNK.sub(" ", ln).split()) for ln in text.splitlines()]
+    name = " — ".join([ln for ln in lines if ln][:2]) or "Proofroom job"
+    return name if len(name) <= MAX_THREAD_NAME else name[: MAX_THREAD_NAME - 1] + "…"
