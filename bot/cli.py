@@ -14,6 +14,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("engine.generate_cli", "render a prompt or a template locally"),
     "worker": ("engine.worker", "run a GPU worker that serves the queues"),
     "shell": ("bot.shell", "a local chat channel in your terminal (embedded default)"),
+    "batch": ("bot.batch_cli", "render a CSV batch without chat: images and manifest.csv"),
+    "calendar": ("bot.calendar_cli", "preview content calendars (`calendar preview NAME`)"),
     "slack": ("bot.adapters.slack_cli", "run the bot on Slack (Socket Mode or HTTP)"),
     "discord": ("bot.adapters.discord_cli", "run the bot on Discord; `discord invite-url` too"),
 }

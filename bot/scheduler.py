@@ -38,8 +38,8 @@ class CalendarScheduler:
         calendars: dict[str, Calendar],
         redis: redis_lib.Redis,
         key_prefix: str,
-        post_week: Callable[[WeekRun], None],
-        post_digest: Callable[[WeekRun], None] | None = None,
+        post_week: Callable[[WeekRun], bool | None],
+        post_digest: Callable[[WeekRun], bool | None] | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.calendars = calendars
@@ -102,19 +102,21 @@ class CalendarScheduler:
         return self.redis.get(self._key(calendar, f"week:{week_key}")) == b"done"
 
     def _once(
-        self, what: str, calendar: Calendar, run: WeekRun, action: Callable[[WeekRun], None]
+        self, what: str, calendar: Calendar, run: WeekRun, action: Callable[[WeekRun], bool | None]
     ) -> bool:
         key = self._key(calendar.name, what)
         if not self.redis.set(key, "claimed", nx=True, ex=CLAIM_TTL_S):
             return False
         try:
-            action(run)
+            posted = action(run)
         except Exception:
             # Release the claim so the next tick tries again instead of losing the week.
             self.redis.delete(key)
             log.exception("calendar %s %s failed; will retry on the next tick", calendar.name, what)
             return False
         self.redis.set(key, "done", ex=DONE_TTL_S)
+        if posted is False:  # nothing to post (a digest of a week never posted here)
+            return False
         log.info("calendar %s: posted %s", calendar.name, what)
         return True
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import redis as redis_lib
 
 from bot import meta, texts
-from bot.commands import MetaCommand, UsageError, parse
 from bot.batch import BatchDesk
 from bot.calendar_desk import CalendarDesk
+from bot.commands import MetaCommand, UsageError, parse
 from bot.delivery import Delivery
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent
 from bot.resolve import build_spec
@@ -228,7 +228,12 @@ class BotService:
 
     def pump(self, *, block_ms: int = 1000, count: int = 100) -> int:
         """Read job events (waiting up to ``block_ms``), show them in their threads, ack
-        them; return how many were read. Call in a loop."""
+        them; return how many were read. Call in a loop. Calendar schedules are checked
+        here too (every 30 s), so every adapter's loop runs them."""
+        try:
+            self.calendars.tick()
+        except Exception:
+            log.exception("calendar tick failed; will try again")
         if self._retry_at is not None and time.monotonic() >= self._retry_at:
             # A new reader hands this consumer its unacknowledged entries first.
             self._retry_at = None

@@ -1,0 +1,268 @@
+"""CSV batches from chat: ``/imagine batch <template> [--variations 3] [--seed 100]`` with a
+CSV attached, ``/imagine batch status [batch]`` and ``/imagine batch retry <batch>``.
+
+One thread per batch: a header, one progress message edited in place (rows done / total,
+failures, ETA), then each row's images (one job per row, ``count`` = variations) so they
+stay grouped and each can be reviewed by reaction as any other image. Jobs go to the
+``bulk`` queue so single ``/imagine`` requests stay fast. Everything is validated before
+the first job is queued, and a failure while queueing cancels what was queued: no batch is
+ever half-enqueued. State lives in Redis (``{prefix}:bot:batch:<id>``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from bot.batch_plan import BATCH_USAGE, PlannedRow, parse_batch_command, plan_batch
+from bot.batch_report import BatchReport
+from bot.meta import requester_key
+from bot.ports import CommandEvent, MessageRef
+from bot.state import JobRecord, dumps_ref, loads_ref
+from bot.tokens import TokenizeError, tokenize
+from engine.errors import UserError
+from engine.events import JobEvent
+from engine.spec import random_seed
+
+if TYPE_CHECKING:
+    from bot.service import BotService
+
+log = logging.getLogger(__name__)
+CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel")
+
+
+class BatchDesk:
+    """The batch commands and the progress of every batch's thread."""
+
+    def __init__(self, *, service: BotService) -> None:
+        self.service = service
+        self.redis = service.state.redis
+        self.prefix = f"{service.settings.key_prefix}:bot"
+        self.report = BatchReport(service=service)
+
+    # -- commands -----------------------------------------------------------------------
+
+    def command(self, event: CommandEvent) -> str | None:
+        """The reply to a batch command, or None when ``event`` is not one ("batch of
+        cookies" is a prompt: a batch names a template, status, retry, or has a CSV)."""
+        try:
+            tokens = tokenize(event.text)
+        except TokenizeError:
+            return None
+        if tokens and tokens[0].value.lower() in ("/imagine", "imagine"):
+            tokens = tokens[1:]
+        if not tokens or tokens[0].value.lower() != "batch":
+            return None
+        rest = tokens[1:]
+        word = rest[0].value.lower() if rest else ""
+        if word == "status" and len(rest) <= 2:
+            return self.status(event, rest[1].value if len(rest) == 2 else None)
+        if word == "retry" and len(rest) <= 2:
+            return self.retry(event, rest[1].value if len(rest) == 2 else None)
+        if self.service.catalog.is_template(word) or _csv(event) is not None:
+            try:
+                return self.start(event, " ".join(t.raw for t in rest))
+            except UserError as exc:
+                return exc.message
+        return BATCH_USAGE if not rest else None
+
+    def start(self, event: CommandEvent, text: str) -> str:
+        """Validate the CSV against the template, then queue one bulk job per row."""
+        service = self.service
+        attachment = _csv(event)
+        if attachment is None:
+            raise UserError(
+                "attach the CSV file to the command (Slack: mention @proofroom in a message "
+                "with the file; Discord: the `file` option); " + BATCH_USAGE
+            )
+        request, variations = parse_batch_command(text, catalog=service.catalog)
+        planned = plan_batch(
+            attachment.read(),
+            request,
+            variations=variations,
+            catalog=service.catalog,
+            settings=service.settings,
+            bot_settings=service.bot_settings,
+            requested_by=requester_key(event.platform, event.user),
+        )
+        batch_id = "b" + uuid.uuid4().hex[:9]
+        images = len(planned) * variations
+        thread = service.adapter.post(
+            channel=event.channel,
+            text=(
+                f"\U0001f4e6 Batch `{batch_id}` from <@{event.user}>: {len(planned)} rows of "
+                f"`{attachment.filename}` \u00d7 {variations} variation(s) with template "
+                f"`{request.template}` = {images} images on `{planned[0].spec.model}`. "
+                "Each row's images follow below; react on each image to review it."
+            ),
+        )
+        progress = service.adapter.post(
+            channel=event.channel, thread=thread.thread_id, text=f"Batch `{batch_id}`: queued."
+        )
+        self._save(batch_id, event=event, thread=thread, progress=progress, planned=planned,
+                   variations=variations, filename=attachment.filename)  # fmt: skip
+        self._enqueue(batch_id, planned, thread=thread, requester=event.user)
+        self.report.progress(batch_id)
+        return (
+            f"Queued batch `{batch_id}`: {len(planned)} rows \u00d7 {variations} = {images} "
+            "images on the bulk queue. Progress and images are in the thread; "
+            f"`/imagine batch status {batch_id}` sends the manifest."
+        )
+
+    def status(self, event: CommandEvent, batch_id: str | None) -> str:
+        """Summary of a batch (default: the channel's latest) and its manifest in the thread."""
+        batch_id = batch_id or self._latest(event.channel)
+        if batch_id is None or self.meta(batch_id) is None:
+            return "There is no batch in this channel yet; " + BATCH_USAGE
+        self.report.post_manifest(batch_id)
+        return self.report.summary(batch_id) + " The manifest is in the batch's thread."
+
+    def retry(self, event: CommandEvent, batch_id: str | None) -> str:
+        """Re-run the failed rows and the rows with a rejected image, with new seeds."""
+        batch_id = batch_id or self._latest(event.channel)
+        meta = self.meta(batch_id) if batch_id else None
+        if batch_id is None or meta is None:
+            return "There is no batch to retry in this channel; `/imagine batch status` shows the latest."
+        thread = loads_ref(meta["thread"])
+        rows = self.report.rows_to_retry(batch_id)
+        if not rows:
+            return f"Batch `{batch_id}` has no failed or rejected rows to re-run."
+        planned = []
+        for number, job_id in rows:
+            record = self.service.state.job(job_id)
+            if record is None:
+                continue
+            spec = record.spec.model_copy(
+                update={
+                    "id": uuid.uuid4().hex[:12],
+                    "seed": random_seed(),
+                    "created_at": time.time(),
+                    "parent": job_id,
+                }  # fmt: skip
+            )
+            planned.append((number, spec))
+        # A new generation: the manifest is posted again once the re-runs end.
+        self.redis.hincrby(self._key(batch_id), "generation", 1)
+        for number, spec in planned:
+            self._submit(batch_id, number, spec, thread=thread, requester=event.user)
+        self.report.progress(batch_id)
+        return (
+            f"Re-running {len(planned)} row(s) of batch `{batch_id}` with new seeds: "
+            + ", ".join(str(n) for n, _ in planned)
+            + "."
+        )
+
+    # -- job events ---------------------------------------------------------------------
+
+    def on_event(self, event: JobEvent, job: JobRecord) -> None:
+        """Follow a batch job: count its end and edit the batch's progress message; when
+        every row has ended, post the manifest once."""
+        batch_id = job.spec.origin.get("batch")
+        if not batch_id or not event.terminal:
+            return
+        key = self._key(batch_id)
+        self.redis.hset(key, f"status:{job.spec.id}", event.kind)
+        self.report.progress(batch_id)
+        if self.report.finished(batch_id):
+            generation = self.redis.hget(key, "generation") or b"0"
+            if self.service.state.once("batch-done", batch_id, _text(generation)):
+                self.report.post_manifest(batch_id)
+
+    # -- state --------------------------------------------------------------------------
+
+    def meta(self, batch_id: str) -> dict[str, Any] | None:
+        """The batch's header fields (thread, progress message, counts), or None."""
+        raw = self.redis.hget(self._key(batch_id), "meta")
+        return json.loads(raw) if raw else None
+
+    def _save(self, batch_id: str, *, event: CommandEvent, thread: MessageRef,
+              progress: MessageRef, planned: list[PlannedRow], variations: int,
+              filename: str) -> None:  # fmt: skip
+        meta = {
+            "id": batch_id,
+            "platform": event.platform,
+            "channel": event.channel,
+            "requester": event.user,
+            "thread": dumps_ref(thread),
+            "progress": dumps_ref(progress),
+            "rows": len(planned),
+            "variations": variations,
+            "filename": filename,
+            "started": time.time(),
+        }
+        fields = {"meta": json.dumps(meta)}
+        for item in planned:
+            fields[f"row:{item.row.number}"] = item.spec.id
+            fields[f"job:{item.spec.id}"] = str(item.row.number)
+        key = self._key(batch_id)
+        ttl = self.service.state.ttl_s
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, ttl)
+            pipe.rpush(self._channel_key(event.channel), batch_id)
+            pipe.expire(self._channel_key(event.channel), ttl)
+            pipe.execute()
+
+    def _enqueue(self, batch_id: str, planned: list[PlannedRow], *, thread: MessageRef,
+                 requester: str) -> None:  # fmt: skip
+        queued: list[str] = []
+        try:
+            for item in planned:
+                spec = item.spec.model_copy(
+                    update={
+                        "origin": {
+                            "batch": batch_id,
+                            "row": str(item.row.number),
+                            "label": item.label,
+                        }
+                    }  # fmt: skip
+                )
+                queued.append(self.service.submit(spec, thread=thread, requester=requester))
+        except Exception:
+            log.exception(
+                "batch %s: queueing failed after %d jobs; cancelling", batch_id, len(queued)
+            )
+            for job_id in queued:
+                self.service.queue.cancel(job_id)
+            self.redis.delete(self._key(batch_id))
+            self.service.adapter.edit(
+                message=thread,
+                text=f"\u26a0\ufe0f Batch `{batch_id}` could not be queued; nothing will render.",
+            )
+            raise UserError(
+                f"batch `{batch_id}` could not be queued, so nothing was queued; "
+                "please try again in a minute"
+            ) from None
+
+    def _submit(self, batch_id: str, number: int, spec: Any, *, thread: MessageRef,
+                requester: str) -> None:  # fmt: skip
+        self.redis.hset(
+            self._key(batch_id),
+            mapping={f"row:{number}": spec.id, f"job:{spec.id}": str(number)},
+        )
+        self.service.submit(spec, thread=thread, requester=requester)
+
+    def _latest(self, channel: str) -> str | None:
+        raw = self.redis.lindex(self._channel_key(channel), -1)
+        return _text(raw) if raw is not None else None
+
+    def _key(self, batch_id: str) -> str:
+        return self.report.key(batch_id)
+
+    def _channel_key(self, channel: str) -> str:
+        return f"{self.prefix}:batches:{channel}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _csv(event: CommandEvent) -> Any:
+    for attachment in event.attachments:
+        name = attachment.filename.lower()
+        if name.endswith(".csv") or attachment.content_type.split(";")[0] in CSV_TYPES:
+            return attachment
+    return None

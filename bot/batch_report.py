@@ -1,0 +1,185 @@
+"""What a batch's thread shows: its one progress message, its summary, and its manifest
+(a CSV of every image with its review state, plus a zip of the approved images).
+
+Reads the batch's hash (``{prefix}:bot:batch:<id>``, written by ``bot.batch``) and the
+per-job fields that ``bot.delivery`` records (the result, each image's message).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot.manifest import ManifestEntry, manifest_csv, zip_parts
+from bot.ports import MessageRef
+from bot.state import loads_ref
+from bot.texts import progress_bar
+from engine.spec import JobResult
+
+if TYPE_CHECKING:
+    from bot.service import BotService
+
+ENDED = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class RowView:
+    """One row as it stands: its latest job and that job's end (None while it runs)."""
+
+    number: int
+    job_id: str
+    status: str | None
+
+
+class BatchReport:
+    """Read-side of batches; see the module docstring."""
+
+    def __init__(self, *, service: BotService) -> None:
+        self.service = service
+        self.redis = service.state.redis
+        self.prefix = f"{service.settings.key_prefix}:bot"
+
+    def rows(self, batch_id: str) -> list[RowView]:
+        """Every row with its latest job, in file order."""
+        fields = {_text(k): _text(v) for k, v in self.redis.hgetall(self.key(batch_id)).items()}
+        views = []
+        for name, job_id in fields.items():
+            if name.startswith("row:"):
+                views.append(RowView(int(name[4:]), job_id, fields.get(f"status:{job_id}")))
+        return sorted(views, key=lambda v: v.number)
+
+    def finished(self, batch_id: str) -> bool:
+        """Whether every row's latest job has ended."""
+        rows = self.rows(batch_id)
+        return bool(rows) and all(r.status in ENDED for r in rows)
+
+    def summary(self, batch_id: str) -> str:
+        """One line: rows done, images, failures, and time left or taken."""
+        meta = self._meta(batch_id)
+        rows = self.rows(batch_id)
+        done = [r for r in rows if r.status in ENDED]
+        failed = [r.number for r in rows if r.status in ("failed", "cancelled")]
+        images = (len(done) - len(failed)) * int(meta["variations"])
+        elapsed = time.time() - float(meta["started"])
+        parts = [f"{len(done)}/{len(rows)} rows", f"{images} images"]
+        if failed:
+            parts.append(f"{len(failed)} failed (row {', '.join(map(str, failed))})")
+        if len(done) == len(rows):
+            parts.append(f"took {_duration(elapsed)}")
+        elif done:
+            parts.append(f"about {_duration(elapsed / len(done) * (len(rows) - len(done)))} left")
+        return f"Batch `{batch_id}`: " + " \u00b7 ".join(parts) + "."
+
+    def progress(self, batch_id: str) -> None:
+        """Edit the batch's one progress message in place (only when its text changes)."""
+        meta = self._meta(batch_id)
+        rows = self.rows(batch_id)
+        done = sum(r.status in ENDED for r in rows)
+        text = f"\U0001f4e6 `{progress_bar(done, len(rows))}` {self.summary(batch_id)}"
+        if done == len(rows):
+            text += (
+                f" React on each image to review it; `/imagine batch status {batch_id}` sends "
+                f"the manifest, `/imagine batch retry {batch_id}` re-runs failed and rejected rows."
+            )
+        key = self.key(batch_id)
+        if _text(self.redis.hget(key, "progress:text") or b"") == text:
+            return
+        self.service.adapter.edit(message=loads_ref(meta["progress"]), text=text)
+        self.redis.hset(key, "progress:text", text)
+
+    def rows_to_retry(self, batch_id: str) -> list[tuple[int, str]]:
+        """``(row, job)`` of rows that failed or have a rejected image."""
+        entries, _ = self.entries(batch_id)
+        bad = {e.row for e in entries if e.state in ("failed", "rejected")}
+        return [(r.number, r.job_id) for r in self.rows(batch_id) if r.number in bad]
+
+    def entries(self, batch_id: str) -> tuple[list[ManifestEntry], dict[str, str]]:
+        """The manifest rows, and the artifact id of each listed file."""
+        meta = self._meta(batch_id)
+        thread = loads_ref(meta["thread"])
+        state = self.service.state
+        entries: list[ManifestEntry] = []
+        artifacts: dict[str, str] = {}
+        for row in self.rows(batch_id):
+            record = state.job(row.job_id)
+            prompt = record.spec.prompt if record else ""
+            raw = state.get_field(row.job_id, "result")
+            if row.status != "done" or raw is None:
+                status = "failed" if row.status in ("failed", "cancelled") else "queued"
+                entries.append(ManifestEntry(row.number, 0, "", None, prompt, status, row.job_id))
+                continue
+            for image in JobResult.model_validate_json(raw).images:
+                name = f"row{row.number:03d}-v{image.index + 1}-{image.seed}.png"
+                message_id = state.get_field(row.job_id, f"image:{image.index}")
+                review = "pending"
+                if message_id is not None:
+                    ref = MessageRef(thread.platform, thread.channel, message_id, thread.thread_id)
+                    review = state.image_state(ref)
+                artifacts[name] = image.artifact_id
+                entries.append(
+                    ManifestEntry(
+                        row.number, image.index + 1, name, image.seed, prompt, review, row.job_id
+                    )  # fmt: skip
+                )
+        return entries, artifacts
+
+    def post_manifest(self, batch_id: str) -> None:
+        """Upload the manifest CSV and the approved images (zip, split to the upload limit)
+        into the batch's thread; both are kept in the store too."""
+        service = self.service
+        meta = self._meta(batch_id)
+        thread = loads_ref(meta["thread"])
+        entries, artifacts = self.entries(batch_id)
+        counts = {
+            s: sum(e.state == s for e in entries)
+            for s in ("approved", "rejected", "pending", "failed")
+        }
+        data = manifest_csv(entries)
+        service.store.put(data, suffix=".csv", meta={"batch": batch_id, "kind": "manifest"})
+        service.adapter.upload(
+            channel=thread.channel,
+            thread=thread.thread_id,
+            data=data,
+            filename=f"batch-{batch_id}-manifest.csv",
+            text=(
+                f"Manifest of batch `{batch_id}`: {counts['approved']} approved, "
+                f"{counts['rejected']} rejected, {counts['pending']} waiting for review, "
+                f"{counts['failed']} failed row(s)."
+            ),
+        )
+        approved = [
+            (e.file, service.store.get(artifacts[e.file])) for e in entries if e.state == "approved"
+        ]
+        parts = zip_parts(approved, max_bytes=service.bot_settings.upload_max_bytes)
+        for number, part in enumerate(parts, start=1):
+            service.store.put(part, suffix=".zip", meta={"batch": batch_id, "kind": "approved"})
+            label = f" (part {number} of {len(parts)})" if len(parts) > 1 else ""
+            service.adapter.upload(
+                channel=thread.channel,
+                thread=thread.thread_id,
+                data=part,
+                filename=f"batch-{batch_id}-approved-{number}.zip",
+                text=f"Approved images of batch `{batch_id}`{label}.",
+            )
+
+    def _meta(self, batch_id: str) -> dict[str, Any]:
+        raw = self.redis.hget(self.key(batch_id), "meta")
+        if raw is None:
+            raise KeyError(batch_id)
+        return json.loads(raw)
+
+    def key(self, batch_id: str) -> str:
+        """The batch's Redis hash."""
+        return f"{self.prefix}:batch:{batch_id}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{round(seconds / 60)} min"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

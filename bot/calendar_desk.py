@@ -1,0 +1,210 @@
+"""Content calendars in chat: the weekly thread ("Week 49 · Productivity") filled with the
+week's images for review, the end-of-week digest, and ``/imagine calendar``.
+
+Calendars come from ``templates/calendars/*.yaml`` (``bot.calendar``); only those for this
+bot's platform run here. :meth:`CalendarDesk.tick` is called from the event pump, so every
+adapter runs schedules without code of its own; ``bot.scheduler`` makes each week post once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from bot.calendar import Calendar, WeekRun, load_calendars, run_for_week
+from bot.commands import ImagineRequest
+from bot.meta import requester_key
+from bot.ports import CommandEvent, MessageRef
+from bot.resolve import build_spec
+from bot.scheduler import CalendarScheduler, Clock, utc_now
+from bot.state import dumps_ref, loads_ref
+from bot.tokens import TokenizeError, tokenize
+from engine.spec import JobResult
+
+if TYPE_CHECKING:
+    from bot.service import BotService
+
+log = logging.getLogger(__name__)
+TICK_EVERY_S = 30.0
+CALENDAR_USER = "calendar"
+
+
+class CalendarDesk:
+    """Runs this platform's calendars and answers ``/imagine calendar [digest [NAME]]``."""
+
+    def __init__(
+        self,
+        *,
+        service: BotService,
+        calendars: dict[str, Calendar] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.service = service
+        self.redis = service.state.redis
+        self.prefix = f"{service.settings.key_prefix}:bot"
+        if calendars is None:
+            folder = service.settings.templates_dir / "calendars"
+            calendars = load_calendars(folder) if folder.is_dir() else {}
+        platform = service.adapter.platform
+        self.calendars = {n: c for n, c in calendars.items() if c.platform == platform}
+        self.scheduler = CalendarScheduler(
+            calendars=self.calendars,
+            redis=self.redis,
+            key_prefix=service.settings.key_prefix,
+            post_week=self.post_week,
+            post_digest=self.post_digest,
+            clock=clock,
+        )
+        self._next_tick = 0.0
+
+    # -- schedule -----------------------------------------------------------------------
+
+    def tick(self, *, force: bool = False) -> list[str]:
+        """Post what is due (at most every 30 s unless ``force``); return what was posted."""
+        if not self.calendars or (not force and time.monotonic() < self._next_tick):
+            return []
+        self._next_tick = time.monotonic() + TICK_EVERY_S
+        return self.scheduler.tick()
+
+    def post_week(self, run: WeekRun) -> None:
+        """Open the week's thread and queue its images (bulk priority)."""
+        service, calendar, theme = self.service, run.calendar, run.theme
+        spec = build_spec(
+            ImagineRequest(
+                template=theme.template,
+                variables=theme.variables,
+                count=theme.variations,
+                model=theme.model,
+            ),  # fmt: skip
+            catalog=service.catalog,
+            settings=service.settings,
+            bot_settings=service.bot_settings,
+            requested_by=requester_key(service.adapter.platform, CALENDAR_USER),
+        )
+        thread = service.adapter.post(
+            channel=calendar.channel,
+            text=(
+                f"\U0001f5d3\ufe0f {run.title} \u00b7 {calendar.description or calendar.name}\n"
+                f"{theme.variations} images from template `{theme.template}` for this week. "
+                "React on each image to approve or reject it; the digest follows at the end of the week."
+            ),
+        )
+        spec = spec.model_copy(
+            update={"priority": "bulk", "origin": {"calendar": calendar.name, "week": run.key}}
+        )
+        service.submit(spec, thread=thread, requester=CALENDAR_USER)
+        key = self._week_key(calendar.name, run.key)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping={"thread": dumps_ref(thread), "title": run.title})
+            pipe.rpush(f"{key}:jobs", spec.id)
+            pipe.expire(key, service.state.ttl_s)
+            pipe.expire(f"{key}:jobs", service.state.ttl_s)
+            pipe.execute()
+
+    def post_digest(self, run: WeekRun) -> bool:
+        """Post the week's digest into its thread; False when the week was never posted."""
+        text = self.digest(run.calendar.name, run.key)
+        if text is None:
+            return False
+        thread = loads_ref(
+            _text(self.redis.hget(self._week_key(run.calendar.name, run.key), "thread"))
+        )
+        self.service.adapter.post(channel=thread.channel, thread=thread.thread_id, text=text)
+        return True
+
+    def digest(self, calendar: str, week: str) -> str | None:
+        """Approved, rejected and pending images of a posted week, approved ones listed."""
+        key = self._week_key(calendar, week)
+        raw_thread = self.redis.hget(key, "thread")
+        if raw_thread is None:
+            return None
+        thread = loads_ref(_text(raw_thread))
+        title = _text(self.redis.hget(key, "title") or b"")
+        counts = {"approved": 0, "rejected": 0, "pending": 0}
+        approved: list[str] = []
+        state = self.service.state
+        for job_id in (_text(j) for j in self.redis.lrange(f"{key}:jobs", 0, -1)):
+            raw = state.get_field(job_id, "result")
+            if raw is None:
+                continue
+            for image in JobResult.model_validate_json(raw).images:
+                message_id = state.get_field(job_id, f"image:{image.index}")
+                if message_id is None:
+                    counts["pending"] += 1
+                    continue
+                ref = MessageRef(thread.platform, thread.channel, message_id, thread.thread_id)
+                review = state.image_state(ref)
+                counts[review] += 1
+                if review == "approved":
+                    files = json.loads(state.image_field(ref, "export") or "[]")
+                    shown = files[0].rsplit("/", 1)[-1] if files else image.artifact_id
+                    approved.append(
+                        f"\u2022 image {image.index + 1} (seed {image.seed}): `{shown}`"
+                    )
+        lines = [
+            f"\U0001f4ca Digest \u00b7 {title}: {counts['approved']} approved, "
+            f"{counts['rejected']} rejected, {counts['pending']} waiting for review."
+        ]
+        lines += approved or ["No image is approved yet."]
+        return "\n".join(lines)
+
+    # -- commands -----------------------------------------------------------------------
+
+    def command(self, event: CommandEvent) -> str | None:
+        """``calendar`` (next runs), ``calendar digest [NAME]``; None for anything else
+        ("calendar with flowers" is a prompt)."""
+        try:
+            words = [t.value for t in tokenize(event.text)]
+        except TokenizeError:
+            return None
+        if words and words[0].lower() in ("/imagine", "imagine"):
+            words = words[1:]
+        if not words or words[0].lower() != "calendar":
+            return None
+        if len(words) == 1:
+            return self.next_runs_text()
+        if words[1].lower() == "digest" and len(words) <= 3:
+            return self._digest_command(words[2] if len(words) == 3 else None)
+        return None
+
+    def next_runs_text(self) -> str:
+        """The next scheduled runs, for ``/imagine calendar``."""
+        if not self.calendars:
+            return (
+                "No content calendar runs on this platform; add one under "
+                "`templates/calendars/` (see `marketing.yaml`)."
+            )
+        lines = ["Next calendar runs:"]
+        for run in self.scheduler.next_runs(count=2):
+            when = run.due.strftime("%a %d %b %H:%M %Z")
+            lines.append(
+                f"\u2022 `{run.calendar.name}`: {run.title} ({run.theme.variations} images), "
+                f"{when} in <#{run.calendar.channel}>"
+            )
+        return "\n".join(lines)
+
+    def _digest_command(self, name: str | None) -> str:
+        names = [name] if name else list(self.calendars)
+        unknown = [n for n in names if n not in self.calendars]
+        if unknown:
+            return f"There is no calendar `{unknown[0]}` here; known: {', '.join(self.calendars) or 'none'}."
+        posted = []
+        for calendar_name in names:
+            calendar = self.calendars[calendar_name]
+            due = calendar.cron.last_at_or_before(self.scheduler.clock())
+            run = run_for_week(calendar, f"{due.isocalendar().year}-W{due.isocalendar().week:02d}")
+            if run is not None and self.digest(calendar_name, run.key) is not None:
+                self.post_digest(run)
+                posted.append(f"`{calendar_name}` {run.title}")
+        if not posted:
+            return "No calendar week has been posted yet, so there is nothing to sum up."
+        return "Posted the digest of " + ", ".join(posted) + " in its thread."
+
+    def _week_key(self, calendar: str, week: str) -> str:
+        return f"{self.prefix}:calendar:{calendar}:{week}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
