@@ -66,7 +66,13 @@ def help_text() -> str:
             *flags,
             "\u2022 `<lora:NAME:0.8>` inside the prompt works too (A1111 style).",
             "Commands: `/imagine templates`, `/imagine help TEMPLATE`, `/imagine models`, "
-            "`/imagine loras`, `/imagine status`, `/imagine cancel JOB`, `/imagine review`.",
+            "`/imagine loras`, `/imagine status`, `/imagine cancel JOB`, `/imagine review`, "
+            "`/imagine repost JOB`.",
+            "Batches: attach a CSV to `/imagine batch TEMPLATE --variations 3 --seed 100` "
+            "(one row per product, columns named like the template's variables); "
+            "`/imagine batch status [BATCH]`, `/imagine batch retry BATCH`.",
+            "Calendars: `/imagine calendar` shows the next weekly threads; "
+            "`/imagine calendar digest [NAME]` sums up this week's reviews.",
             f"Review by reacting on an image: {VOTE_EMOJI['approve']} approve, "
             f"{VOTE_EMOJI['reject']} reject, {VOTE_EMOJI['rerender']} re-render with a new seed.",
         ]
