@@ -7,27 +7,19 @@ Pure Pillow, no torch. Each check refuses with a sentence the user can act on
 2. the bytes: size again, then the header only: format and pixel count, so a
    decompression bomb (a small file that decodes to gigabytes) is refused before decoding;
 3. a full decode under the pixel limit, which catches truncated or corrupt files.
+
+Steps 2 and 3 are ``engine.inputs.decode``, the very function the worker prepares inputs
+with, so the bot and the worker cannot disagree about what an acceptable image is.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from engine.inputs import FORMATS, MIME, InputImageError, decode
 
-from engine.errors import UserError
-
-# Formats a diffusion pipeline can take as an init image, mask or control image.
-FORMATS = ("PNG", "JPEG", "WEBP")
-_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-
-
-class AttachmentError(UserError):
-    """An attachment was refused: not an image, too large, or too many pixels."""
-
-    kind = "invalid_attachment"
+# The engine's refusal is the bot's: adapters catch AttachmentError for both.
+AttachmentError = InputImageError
 
 
 @dataclass(frozen=True)
@@ -54,52 +46,21 @@ def check_declared_size(*, filename: str, size: int, max_bytes: int) -> None:
 def check_image(data: bytes, *, filename: str, max_bytes: int, max_pixels: int) -> CheckedImage:
     """Return the image's facts, or raise :class:`AttachmentError` with the reason."""
     check_declared_size(filename=filename, size=len(data), max_bytes=max_bytes)
-    not_image = AttachmentError(
-        f"`{filename}` is not an image Proofroom can read; attach a PNG, JPEG or WebP file."
-    )
-    try:
-        # Opening reads the header only: the size is known before any pixel is decoded.
-        # Pillow's own warning is silenced because our (lower) limit is checked next.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
-    except Image.DecompressionBombError:
-        # Over twice Pillow's own limit (about 179 million pixels): refused at the header.
-        raise _too_many_pixels(filename, None, max_pixels) from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise not_image from None
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise _too_many_pixels(filename, (width, height), max_pixels)
-        try:
-            image.load()
-        except (OSError, ValueError, SyntaxError):
-            raise AttachmentError(
-                f"`{filename}` could not be decoded (truncated or corrupt); "
-                "export it again and attach the new file."
-            ) from None
+    with decode(data, label=f"`{filename}`", max_pixels=max_pixels) as image:
         fmt = str(image.format)
+        width, height = image.size
     return CheckedImage(
         data=data,
         filename=filename,
         format=fmt,
-        content_type=_MIME[fmt],
+        content_type=MIME[fmt],
         width=width,
         height=height,
     )
 
 
-def _too_many_pixels(
-    filename: str, size: tuple[int, int] | None, max_pixels: int
-) -> AttachmentError:
-    side = int(max_pixels**0.5)
-    shown = f"{size[0]}x{size[1]} ({size[0] * size[1]:,} pixels)" if size else "far too large"
-    return AttachmentError(
-        f"`{filename}` is {shown}; the limit is {max_pixels:,} pixels "
-        f"(for example {side}x{side}). Downscale it and attach it again."
-    )
-
-
 def _megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
+
+
+__all__ = ["FORMATS", "AttachmentError", "CheckedImage", "check_declared_size", "check_image"]

@@ -66,9 +66,10 @@ class ImagineRequest:
     """What the user asked for, before defaults are filled in (see ``bot.resolve``).
 
     ``prompt`` is the free text: the whole prompt, or with a template the words appended to
-    it. Fields left None take the template's value, then the model's. ``flags`` holds the
-    reserved flags (``--strength``, ``--mask``, ``--control``, ``--variations``) that the
-    grammar already understands and later workflows will act on.
+    it. Fields left None take the template's value, then the model's. ``strength``,
+    ``mask``, ``control`` and ``control_scale`` shape jobs with attached images (see
+    ``bot.job_inputs``). ``flags`` holds the reserved flags (``--variations``) that the
+    grammar already understands and other workflows act on.
     """
 
     prompt: str = ""
@@ -84,6 +85,10 @@ class ImagineRequest:
     sampler: str | None = None
     model: str | None = None
     loras: tuple[LoraRequest, ...] = ()
+    strength: float | None = None
+    mask: str | None = None  # file name of the attached mask (platforms without roles)
+    control: str | None = None  # control type or ControlNet name
+    control_scale: float | None = None
     flags: Mapping[str, str | int | float] = field(default_factory=dict)
 
 

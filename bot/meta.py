@@ -36,6 +36,12 @@ def answer(
                 f"\u2022 `{m.name}` ({m.family}, {m.width}x{m.height}, {m.steps} steps): {m.description}"
                 for m in catalog.models.values()
             ]
+            + ["ControlNets (`--control TYPE` with an attached guide image):"]
+            + [
+                f"\u2022 `{c.name}`: {c.control} for "
+                + (", ".join(f"`{m}`" for m in c.models) if c.models else f"{c.family} models")
+                for c in catalog.controlnets.values()
+            ]
         )
     if command.name == "loras":
         return "\n".join(

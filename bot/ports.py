@@ -70,16 +70,25 @@ class MessageRef:
         )
 
 
+AttachmentRole = Literal["image", "mask", "control"]
+
+
 @dataclass(frozen=True)
 class Attachment:
     """A file that came with a command. ``data`` when the adapter already has the bytes,
-    otherwise ``fetch`` downloads them on demand (a slash command may never need them)."""
+    otherwise ``fetch`` downloads them on demand (a slash command may never need them).
+
+    ``role`` is the part the platform says the file plays: ``image`` (the starting image),
+    ``mask`` or ``control``, when the user picked it in a typed option (Discord); None when
+    the platform cannot say (Slack files on a mention), and the rules decide from the
+    order and the flags (``bot.job_inputs``)."""
 
     filename: str
     content_type: str
     size: int
     data: bytes | None = None
     fetch: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
+    role: AttachmentRole | None = None
 
     def read(self) -> bytes:
         """The file's bytes."""

@@ -7,19 +7,23 @@ hears about a typo or a limit before anything is queued; the worker checks the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from bot.commands import ImagineRequest, size_for_aspect
+from bot.job_inputs import JobInputs, check_inputs, sort_inputs, store_fields, store_inputs
+from bot.ports import Attachment
 from bot.settings import BotSettings
-from engine.catalog import Catalog
+from engine.catalog import Catalog, ModelEntry
 from engine.errors import CatalogError, UserError
 from engine.settings import Settings
-from engine.spec import JobSpec, LoraRef, new_spec
+from engine.spec import CONTROL_TYPES, JobSpec, LoraRef, Mode, new_spec
+from engine.store import ArtifactStore
 
 # What each reserved flag waits for; the grammar accepts them so commands written today
 # keep working once the workflow lands.
+STAND_IN_ID = "19700101-0000000000000000.png"  # well formed, never stored
 NOT_YET = {
-    "strength": "image-to-image (attach an image)",
-    "mask": "inpainting",
-    "control": "ControlNet guides",
     "variations": "variations of an existing image (react \U0001f501 on an image for now)",
 }
 
@@ -31,13 +35,22 @@ def build_spec(
     settings: Settings,
     bot_settings: BotSettings,
     requested_by: str,
+    attachments: Sequence[Attachment] = (),
+    store: ArtifactStore | None = None,
 ) -> JobSpec:
-    """A validated spec for ``request``; :class:`UserError` with a sentence for the user."""
+    """A validated spec for ``request``; :class:`UserError` with a sentence for the user.
+
+    Attached images make an img2img, inpaint or ControlNet job (``bot.job_inputs``); they
+    are checked like the worker will check them and then put in ``store``, and the spec
+    carries their artifact ids.
+    """
     for name in request.flags:
         raise UserError(
             f"--{name} is not available yet; it comes with {NOT_YET.get(name, 'a later release')}. "
             "Leave it out for now."
         )
+    inputs = sort_inputs(tuple(attachments), mask=request.mask, control=request.control is not None)
+    mode = inputs.mode
     template = catalog.template(request.template) if request.template else None
     model = catalog.model(
         request.model or (template.model if template else None) or bot_settings.model_name(settings)
@@ -75,9 +88,7 @@ def build_spec(
     else:
         width, height = model.width, model.height
 
-    return new_spec(
-        limits=settings.limits,
-        seed=request.seed,
+    fields: dict[str, Any] = dict(
         prompt=prompt,
         negative_prompt=negative,
         model=model.name,
@@ -91,7 +102,56 @@ def build_spec(
         requested_by=requested_by,
         template=template.name if template else None,
         variables=dict(request.variables),
+        mode=mode,
+        **_image_fields(request, inputs, mode=mode, catalog=catalog, model=model),
     )
+    if inputs.by_role():
+        if store is None:
+            raise ValueError("attached images need an artifact store")
+        fields["input_fit"] = settings.input_fit  # recorded: a re-render fits them alike
+        check_inputs(inputs, spec_size=(width, height), settings=settings)
+        # Every other check first, with stand-in ids, so a refused command stores nothing.
+        stand_ins = dict.fromkeys(store_fields(inputs), STAND_IN_ID)
+        new_spec(limits=settings.limits, seed=request.seed, **fields, **stand_ins)
+        fields |= store_inputs(inputs, store=store, requested_by=requested_by)
+    return new_spec(limits=settings.limits, seed=request.seed, **fields)
+
+
+def _image_fields(
+    request: ImagineRequest, inputs: JobInputs, *, mode: Mode, catalog: Catalog, model: ModelEntry
+) -> dict[str, Any]:
+    """Strength and ControlNet settings of ``request`` for ``mode``; flags that need an
+    attached image are refused without one."""
+    if request.strength is not None and mode not in (Mode.img2img, Mode.inpaint):
+        raise UserError(
+            "--strength says how far to move from an attached image; attach the image to "
+            "start from, or leave --strength out"
+        )
+    if mode is not Mode.controlnet:
+        if request.control is not None:
+            raise UserError(
+                f"--control {request.control} needs an attached image: a photo to take the "
+                "edges from (canny), or a prepared depth map, pose or scribble"
+            )
+        if request.control_scale is not None:
+            raise UserError("--control-scale needs a control image; attach one with --control")
+        return {"strength": request.strength}
+    # A control image without --control (a Discord option): edges are the one guide that
+    # any photo gives.
+    wanted = request.control or "canny"
+    if wanted in CONTROL_TYPES:
+        entry = catalog.controlnet_for(model, wanted)
+    elif wanted in catalog.controlnets:
+        entry = catalog.controlnet(wanted, model=model)
+    else:
+        close = catalog.suggest("ControlNet", wanted)
+        hint = f"; did you mean `{close}`?" if close else ""
+        raise UserError(
+            f"--control takes {', '.join(CONTROL_TYPES)} or a ControlNet name; "
+            f"`{wanted}` is neither{hint}"
+        )
+    scale = request.control_scale if request.control_scale is not None else entry.scale
+    return {"control_type": entry.control, "controlnet": entry.name, "control_scale": scale}
 
 
 def _first(*values: object) -> object:

@@ -20,6 +20,7 @@ from bot.batch import BatchDesk
 from bot.calendar_desk import CalendarDesk
 from bot.commands import MetaCommand, UsageError, parse
 from bot.delivery import Delivery
+from bot.job_inputs import post_inputs
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent
 from bot.resolve import build_spec
 from bot.review import ReviewDesk, thread_of
@@ -118,6 +119,8 @@ class BotService:
                 settings=self.settings,
                 bot_settings=self.bot_settings,
                 requested_by=meta.requester_key(event.platform, event.user),
+                attachments=event.attachments,
+                store=self.store,
             )
         except UserError as exc:
             return _sentence(exc.message)
@@ -132,6 +135,12 @@ class BotService:
         except Exception:
             log.exception("job %s: could not open its thread", spec.id)
             return _sentence(TRY_AGAIN)
+        # The inputs open the thread, under the card: best effort, the job runs without.
+        self._try(
+            lambda: post_inputs(
+                self.adapter, spec, thread=thread, store=self.store, settings=self.settings
+            )
+        )
         try:
             job_id = self.submit(spec, thread=thread, requester=event.user)
         except Exception:

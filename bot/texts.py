@@ -7,9 +7,10 @@ from __future__ import annotations
 from bot.ports import VOTE_EMOJI
 from bot.state import ImageRecord
 from engine.catalog import Catalog
-from engine.spec import JobSpec
+from engine.spec import JobSpec, Mode
 
 BAR_WIDTH = 20
+INPUT_NAMES = {"init": "starting image", "mask": "mask", "control": "control image"}
 MAX_PROMPT_SHOWN = 600  # chat messages have limits; the full prompt is in the export
 
 
@@ -31,6 +32,8 @@ def job_card(spec: JobSpec, *, requester: str, catalog: Catalog) -> str:
         f"\u00b7 CFG {spec.cfg_scale:g} \u00b7 {spec.sampler} \u00b7 seed {spec.seed}"
         + (" (image k uses seed+k)" if spec.count > 1 else "")
     )
+    if spec.mode is not Mode.txt2img:
+        lines.append(mode_line(spec))
     if spec.loras:
         lines.append(
             "LoRAs: " + ", ".join(_lora(ref.name, ref.weight, catalog) for ref in spec.loras)
@@ -42,6 +45,31 @@ def job_card(spec: JobSpec, *, requester: str, catalog: Catalog) -> str:
         lines.append(f"Template `{spec.template}` {values}".rstrip())
     lines.append(f"React on each image: {_legend()}.")
     return "\n".join(lines)
+
+
+def mode_line(spec: JobSpec) -> str:
+    """What a job does with its attached images (the images follow the card)."""
+    if spec.mode is Mode.img2img:
+        return f"Image-to-image from the image below \u00b7 strength {spec.strength:g}"
+    if spec.mode is Mode.inpaint:
+        return f"Inpainting the white of the mask below \u00b7 strength {spec.strength:g}"
+    window = ""
+    if (spec.control_start, spec.control_end) != (0.0, 1.0):
+        window = f" \u00b7 steps {spec.control_start:.0%}\u2013{spec.control_end:.0%}"
+    return (
+        f"ControlNet `{spec.controlnet}` ({spec.control_type} guide below) "
+        f"\u00b7 scale {spec.control_scale:g}{window}"
+    )
+
+
+def input_caption(role: str, spec: JobSpec) -> str:
+    """The caption of an input image shown in the job's thread."""
+    if role == "init":
+        return f"input image \u00b7 job `{spec.id}`"
+    if role == "mask":
+        return f"mask (white = repaint) \u00b7 job `{spec.id}`"
+    guide = " (canny edges are taken from it)" if spec.control_type == "canny" else ""
+    return f"control ({spec.control_type} guide){guide} \u00b7 job `{spec.id}`"
 
 
 def not_queued(job_id: str) -> str:

@@ -1,4 +1,5 @@
-"""The catalog: prompt templates, models and LoRAs by name (YAML under ``templates/``).
+"""The catalog: prompt templates, models, LoRAs and ControlNets by name (YAML under
+``templates/``).
 
 Names are the only way from chat to a file: nothing a user types ever becomes a
 path. No torch here; the bot resolves templates so users get errors before
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from engine.errors import CatalogError, SpecError
+from engine.spec import ControlType
 
 Family = Literal["sd15", "sdxl"]
 T = TypeVar("T")
@@ -48,6 +50,29 @@ class LoraEntry(BaseModel):
     triggers: list[str] = Field(default_factory=list)
     weight: float = 0.8
     description: str = ""
+
+
+class ControlNetEntry(BaseModel):
+    """A ControlNet: HF repo id, local diffusers folder, or ``builtin:<name>`` (tests).
+
+    ``models`` limits it to those model names (the tiny test ControlNet only fits the tiny
+    model); empty means any model of ``family``.
+    """
+
+    name: str
+    source: str
+    family: Family
+    control: ControlType
+    models: list[str] = Field(default_factory=list)
+    scale: float = 1.0  # default conditioning scale
+    description: str = ""
+
+    def fits(self, model: ModelEntry) -> bool:
+        """Whether this ControlNet can guide ``model``. Built-in test models are far smaller
+        than real ones, so they take only ControlNets that name them."""
+        if model.source.startswith("builtin:"):
+            return model.name in self.models
+        return self.family == model.family and (not self.models or model.name in self.models)
 
 
 class Variable(BaseModel):
@@ -115,14 +140,17 @@ class Catalog:
         templates: dict[str, Template],
         models: dict[str, ModelEntry],
         loras: dict[str, LoraEntry],
+        controlnets: dict[str, ControlNetEntry] | None = None,
     ) -> None:
         self.templates = templates
         self.models = models
         self.loras = loras
+        self.controlnets = controlnets or {}
 
     @classmethod
     def load(cls, root: Path) -> Catalog:
-        """Read ``prompts/*.yaml``, ``models.yaml`` and ``loras.yaml`` under ``root``."""
+        """Read ``prompts/*.yaml``, ``models.yaml``, ``loras.yaml`` and ``controlnets.yaml``
+        under ``root``."""
         templates: dict[str, Template] = {}
         for path in sorted((root / "prompts").glob("*.yaml")):
             for name, body in _read_yaml(path).items():
@@ -135,6 +163,14 @@ class Catalog:
             name: _parse(LoraEntry, name, body, root / "loras.yaml")
             for name, body in _read_yaml(root / "loras.yaml").items()
         }
+        controlnets = {
+            name: _parse(ControlNetEntry, name, body, root / "controlnets.yaml")
+            for name, body in _read_yaml(root / "controlnets.yaml").items()
+        }
+        for entry in controlnets.values():
+            for model_name in entry.models:
+                if model_name not in models:
+                    raise ValueError(f"ControlNet {entry.name}: unknown model {model_name}")
         for template in templates.values():
             if template.model and template.model not in models:
                 raise ValueError(f"template {template.name}: unknown model {template.model}")
@@ -144,7 +180,7 @@ class Catalog:
             for placeholder in _PLACEHOLDER.findall(template.prompt):
                 if placeholder not in template.variables:
                     raise ValueError(f"template {template.name}: undeclared {{{placeholder}}}")
-        return cls(templates=templates, models=models, loras=loras)
+        return cls(templates=templates, models=models, loras=loras, controlnets=controlnets)
 
     def template(self, name: str) -> Template:
         """The template called ``name``, or a :class:`CatalogError` with a suggestion."""
@@ -165,13 +201,42 @@ class Catalog:
             )
         return entry
 
+    def controlnet(self, name: str, *, model: ModelEntry | None = None) -> ControlNetEntry:
+        """The ControlNet called ``name``; with ``model``, also check that it fits it."""
+        entry = _lookup("ControlNet", name, self.controlnets)
+        if model is not None and not entry.fits(model):
+            raise SpecError(
+                f"ControlNet `{name}` is made for {entry.family} models"
+                + (f" ({_quote(entry.models)})" if entry.models else "")
+                + f" and cannot guide `{model.name}`"
+            )
+        return entry
+
+    def controlnet_for(self, model: ModelEntry, control: str) -> ControlNetEntry:
+        """The ControlNet for ``control`` guides (``canny``, ``depth``...) that fits ``model``:
+        one made for that model by name first, else the first listed for its family."""
+        fitting = [e for e in self.controlnets.values() if e.control == control and e.fits(model)]
+        if not fitting:
+            kinds = sorted({e.control for e in self.controlnets.values() if e.fits(model)})
+            available = f"available for it: {', '.join(kinds)}" if kinds else "none is installed"
+            raise CatalogError(
+                f"there is no {control} ControlNet for model `{model.name}`; {available}"
+            )
+        return next((e for e in fitting if model.name in e.models), fitting[0])
+
     def is_template(self, name: str) -> bool:
         """Whether ``name`` names a template (used by the command grammar)."""
         return name in self.templates
 
     def suggest(self, kind: str, name: str) -> str | None:
         """The closest known name of ``kind`` (template, model, LoRA), if any is close."""
-        names = {"template": self.templates, "model": self.models, "LoRA": self.loras}[kind]
+        kinds: dict[str, Mapping[str, object]] = {
+            "template": self.templates,
+            "model": self.models,
+            "LoRA": self.loras,
+            "ControlNet": self.controlnets,
+        }
+        names = kinds[kind]
         close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
         return close[0] if close else None
 

@@ -97,7 +97,23 @@ def parameters_for(spec: JobSpec, index: int, *, prompt: str | None = None) -> s
         height=spec.height,
         model=spec.model,
         loras=[(ref.name, ref.weight) for ref in spec.loras],
+        extra=_mode_fields(spec),
     )
+
+
+def _mode_fields(spec: JobSpec) -> dict[str, object]:
+    """A1111's own names for the image-to-image settings, so its readers show them."""
+    fields: dict[str, object] = {}
+    if spec.mode in ("img2img", "inpaint") and spec.strength is not None:
+        fields["Denoising strength"] = spec.strength
+    if spec.mode == "inpaint":
+        fields["Mask blur"] = spec.mask_blur
+    if spec.mode == "controlnet":
+        fields["ControlNet"] = (
+            f"{spec.controlnet or spec.control_type}, weight {spec.control_scale}, "
+            f"guidance {spec.control_start}-{spec.control_end}"
+        )
+    return fields
 
 
 def parse_parameters(text: str) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """The warm pipeline cache: each model loaded once per worker, LRU within a memory budget.
 
 Also the per-job state of a pipeline: the sampler (a fresh scheduler from the model's
-own scheduler config, so one job's choice never leaks into the next) and the LoRA
-adapters (each file loaded once as a named adapter, then switched per job).
+own scheduler config, so one job's choice never leaks into the next), the LoRA adapters
+(``engine.loras``: each file loaded once as a named adapter, then switched per job), and
+the pipelines derived from it for img2img, inpainting and ControlNet (``from_pipe``: the
+same UNet, VAE and text encoders, so a mode costs no memory beyond its ControlNet).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,43 +20,36 @@ from typing import Any
 import torch
 
 from engine import tiny
-from engine.catalog import LoraEntry, ModelEntry
-from engine.errors import CatalogError, SpecError
+from engine.catalog import ControlNetEntry, LoraEntry, ModelEntry
+from engine.errors import CatalogError
+from engine.loras import LoraAdapters, LoraFile
+from engine.samplers import SAMPLER_SCHEDULERS, make_scheduler
 from engine.settings import Settings
-from engine.spec import SAMPLERS
+from engine.spec import Mode
 
 log = logging.getLogger(__name__)
 
-# A1111 sampler name -> (diffusers scheduler class, from_config overrides).
-SAMPLER_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "Euler": ("EulerDiscreteScheduler", {}),
-    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
-    "DPM++ 2M SDE Karras": (
-        "DPMSolverMultistepScheduler",
-        {"use_karras_sigmas": True, "algorithm_type": "sde-dpmsolver++"},
-    ),
-    # lower_order_final: diffusers forces it on (with a warning) for a final sigma of zero.
-    "DPM++ SDE Karras": (
-        "DPMSolverSinglestepScheduler",
-        {"use_karras_sigmas": True, "lower_order_final": True},
-    ),
-    "DDIM": ("DDIMScheduler", {}),
-    "UniPC": ("UniPCMultistepScheduler", {}),
-    "LMS": ("LMSDiscreteScheduler", {}),
-    "Heun": ("HeunDiscreteScheduler", {}),
-}
+__all__ = [
+    "SAMPLER_SCHEDULERS",
+    "LoadedControlNet",
+    "LoadedPipeline",
+    "PipelineCache",
+    "make_scheduler",
+    "module_bytes",
+    "pipeline_bytes",
+    "resolve_device",
+]
+
 PIPELINE_CLASSES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
-
-
-def make_scheduler(sampler: str, base_config: Any) -> Any:
-    """A new scheduler for A1111 sampler name ``sampler``, from the model's scheduler config."""
-    if sampler not in SAMPLER_SCHEDULERS:
-        raise SpecError(f"unknown sampler `{sampler}`; choose one of: {', '.join(SAMPLERS)}")
-    import diffusers
-
-    class_name, overrides = SAMPLER_SCHEDULERS[sampler]
-    return getattr(diffusers, class_name).from_config(base_config, **overrides)
+# Pipelines derived from a model's base pipeline, per family and mode.
+DERIVED_CLASSES: dict[tuple[str, Mode], str] = {
+    ("sd15", Mode.img2img): "StableDiffusionImg2ImgPipeline",
+    ("sd15", Mode.inpaint): "StableDiffusionInpaintPipeline",
+    ("sd15", Mode.controlnet): "StableDiffusionControlNetPipeline",
+    ("sdxl", Mode.img2img): "StableDiffusionXLImg2ImgPipeline",
+    ("sdxl", Mode.inpaint): "StableDiffusionXLInpaintPipeline",
+    ("sdxl", Mode.controlnet): "StableDiffusionXLControlNetPipeline",
+}
 
 
 def resolve_device(settings: Settings) -> str:
@@ -66,49 +60,85 @@ def resolve_device(settings: Settings) -> str:
 
 
 @dataclass(eq=False)
+class LoadedControlNet:
+    """A ControlNet model in the cache, shared by every pipeline that uses it."""
+
+    key: str  # its source: catalog entries naming the same file share one module
+    module: Any
+    nbytes: int
+
+
+@dataclass(eq=False)
 class LoadedPipeline:
-    """A pipeline in the cache. Hold ``lock`` while configuring and running it."""
+    """A model in the cache: its base (txt2img) pipeline and the pipelines derived from it.
+    Hold ``lock`` while configuring and running any of them."""
 
     name: str
     family: str
     pipe: Any
     nbytes: int
     base_scheduler_config: Any
+    lora_cap: int = 8
+    lora_reads: Counter[str] = field(default_factory=Counter)
     lock: threading.RLock = field(default_factory=threading.RLock)
-    adapters: dict[str, str] = field(default_factory=dict)  # adapter name -> file loaded
+    # (mode, ControlNet key or "") -> pipeline sharing ``pipe``'s modules
+    derived: dict[tuple[Mode, str], Any] = field(default_factory=dict)
+    loras: LoraAdapters = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loras = LoraAdapters(pipe=self.pipe, cap=self.lora_cap, reads=self.lora_reads)
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """Resident LoRA adapters: adapter name -> file, least recently used first."""
+        return dict(self.loras.resident)
+
+    def pipeline(self, mode: Mode, *, controlnet: LoadedControlNet | None = None) -> Any:
+        """The pipeline for ``mode``: the base one for txt2img, else one derived with
+        ``from_pipe`` on first use and kept (per mode and ControlNet)."""
+        if mode is Mode.txt2img:
+            return self.pipe
+        if (mode is Mode.controlnet) != (controlnet is not None):
+            raise ValueError("a ControlNet is needed by, and only by, controlnet mode")
+        key = (mode, controlnet.key if controlnet else "")
+        if key not in self.derived:
+            import diffusers
+
+            cls = getattr(diffusers, DERIVED_CLASSES[(self.family, mode)])
+            extra = {"controlnet": controlnet.module} if controlnet else {}
+            # dtype: from_pipe casts every shared module to it (fp32 when not given), which
+            # would silently turn the base pipeline's fp16 weights into fp32 copies.
+            derived = cls.from_pipe(self.pipe, dtype=self.pipe.dtype, **extra)
+            derived.set_progress_bar_config(disable=True)
+            self.derived[key] = derived
+        return self.derived[key]
+
+    def forget(self, controlnet_key: str) -> None:
+        """Drop the derived pipelines built around ControlNet ``controlnet_key``."""
+        for key in [k for k in self.derived if k[1] == controlnet_key]:
+            del self.derived[key]
 
     def use_sampler(self, sampler: str) -> None:
-        """Install a fresh scheduler for ``sampler`` (never derived from the previous job's)."""
-        self.pipe.scheduler = make_scheduler(sampler, self.base_scheduler_config)
+        """Install a fresh scheduler for ``sampler`` (never derived from the previous job's)
+        in the base pipeline and every derived one: they shared the old one too."""
+        scheduler = make_scheduler(sampler, self.base_scheduler_config)
+        for pipe in (self.pipe, *self.derived.values()):
+            pipe.scheduler = scheduler
 
-    def use_loras(self, loras: list[tuple[str, Path, float]]) -> None:
-        """Activate exactly ``loras`` (name, file, weight); an empty list disables LoRA."""
-        for name, path, _ in loras:
-            adapter = _adapter_name(name)
-            if self.adapters.get(adapter) != str(path):
-                if adapter in self.adapters:  # the catalog now points the name elsewhere
-                    self.pipe.delete_adapters(adapter)
-                with warnings.catch_warnings():
-                    # peft warns on every adapter after the first; several are the point here.
-                    warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-                    self.pipe.load_lora_weights(str(path), adapter_name=adapter)
-                self.adapters[adapter] = str(path)
-        if not self.adapters:
-            return
-        if not loras:
-            self.pipe.disable_lora()
-            return
-        self.pipe.enable_lora()
-        self.pipe.set_adapters(
-            [_adapter_name(n) for n, _, _ in loras], adapter_weights=[w for _, _, w in loras]
-        )
+    def use_loras(self, loras: list[LoraFile]) -> None:
+        """Activate exactly ``loras`` (name, file, weight); an empty list disables LoRA.
+        Adapters live in the shared modules, so this serves every derived pipeline too."""
+        if self.loras.activate(loras):
+            self.nbytes = pipeline_bytes(self.pipe)  # adapters are parameters too
 
 
 class PipelineCache:
-    """Loaded pipelines by model, least recently used first out beyond ``budget_bytes``.
+    """Loaded pipelines by model, and the ControlNets they use, least recently used first
+    out beyond ``budget_bytes``.
 
-    ``loads[name]`` counts loads per model and ``load_seconds`` sums their time, so
-    tests and the worker can see that a model was loaded only once.
+    ``loads[name]`` counts loads per model, ``controlnet_loads[key]`` per ControlNet and
+    ``lora_reads[file]`` reads per LoRA file; ``load_seconds`` sums model load time. Tests,
+    the bench and the worker read them to see that nothing was loaded twice.
     """
 
     def __init__(
@@ -120,17 +150,22 @@ class PipelineCache:
         # fp16 halves memory and is what GPUs are fast at; CPUs want fp32.
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         self.loads: Counter[str] = Counter()
+        self.controlnet_loads: Counter[str] = Counter()
+        self.lora_reads: Counter[str] = Counter()
         self.load_seconds = 0.0
-        self._entries: OrderedDict[tuple[str, str, str], LoadedPipeline] = OrderedDict()
+        # ("model", name, source, family) -> LoadedPipeline; ("controlnet", source) -> ...
+        self._entries: OrderedDict[tuple[str, ...], LoadedPipeline | LoadedControlNet] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
     def acquire(self, model: ModelEntry) -> tuple[LoadedPipeline, float]:
         """The pipeline of ``model`` and the seconds spent loading it now (0.0 when warm)."""
-        key = (model.name, model.source, model.family)
+        key = ("model", model.name, model.source, model.family)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
-                return self._entries[key], 0.0
+                return self._entries[key], 0.0  # type: ignore[return-value]
             started = time.perf_counter()
             pipe = self._load(model)
             pipe.set_progress_bar_config(disable=True)
@@ -140,6 +175,8 @@ class PipelineCache:
                 pipe=pipe,
                 nbytes=pipeline_bytes(pipe),
                 base_scheduler_config=pipe.scheduler.config,
+                lora_cap=self.settings.lora_adapter_cap,
+                lora_reads=self.lora_reads,
             )
             seconds = time.perf_counter() - started
             self.loads[model.name] += 1
@@ -149,6 +186,25 @@ class PipelineCache:
             log.info(
                 "loaded model %s in %.1fs (%.0f MiB)", model.name, seconds, loaded.nbytes / 2**20
             )
+            return loaded, seconds
+
+    def acquire_controlnet(self, entry: ControlNetEntry) -> tuple[LoadedControlNet, float]:
+        """The ControlNet of ``entry`` and the seconds spent loading it now (0.0 when warm).
+        Entries with the same source share one module."""
+        key = ("controlnet", entry.source)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key], 0.0  # type: ignore[return-value]
+            started = time.perf_counter()
+            module = self._load_controlnet(entry)
+            loaded = LoadedControlNet(key=entry.source, module=module, nbytes=module_bytes(module))
+            seconds = time.perf_counter() - started
+            self.controlnet_loads[entry.source] += 1
+            self.load_seconds += seconds
+            self._entries[key] = loaded
+            self._evict(keep=key)
+            log.info("loaded ControlNet %s in %.1fs", entry.name, seconds)
             return loaded, seconds
 
     def lora_path(self, lora: LoraEntry) -> Path:
@@ -173,24 +229,29 @@ class PipelineCache:
 
     @property
     def total_bytes(self) -> int:
-        """Parameter bytes of every pipeline held now."""
+        """Parameter bytes held now: every model once (its derived pipelines share its
+        modules) and every ControlNet once."""
         return sum(e.nbytes for e in self._entries.values())
 
     def loaded_models(self) -> list[str]:
         """Names of the models held now, least recently used first."""
-        return [e.name for e in self._entries.values()]
+        return [e.name for e in self._entries.values() if isinstance(e, LoadedPipeline)]
 
     def clear(self) -> None:
-        """Drop every pipeline (the next job pays a load)."""
+        """Drop every pipeline and ControlNet (the next job pays a load)."""
         with self._lock:
             self._entries.clear()
             self._free()
 
-    def _evict(self, *, keep: tuple[str, str, str]) -> None:
+    def _evict(self, *, keep: tuple[str, ...]) -> None:
         while self.total_bytes > self.budget_bytes and len(self._entries) > 1:
             key, old = next((k, e) for k, e in self._entries.items() if k != keep)
             del self._entries[key]
-            log.info("evicted model %s to stay within the cache budget", old.name)
+            if isinstance(old, LoadedControlNet):
+                for entry in self._entries.values():
+                    if isinstance(entry, LoadedPipeline):
+                        entry.forget(old.key)
+            log.info("evicted %s to stay within the cache budget", "/".join(key[1:3]))
         self._free()
 
     def _free(self) -> None:
@@ -202,38 +263,51 @@ class PipelineCache:
 
         source = model.source
         if source.startswith("builtin:"):
-            pipe = tiny.load(source.removeprefix("builtin:"))
-            if self.dtype == torch.float32:  # built in fp32; casting to it anyway only warns
-                return pipe.to(self.device)
-            return pipe.to(self.device, self.dtype)
+            return self._place(tiny.load(source.removeprefix("builtin:")))
         cls = getattr(diffusers, PIPELINE_CLASSES[model.family])
+        return self._from_source(cls, source, what=f"model {model.name}").to(self.device)
+
+    def _load_controlnet(self, entry: ControlNetEntry) -> Any:
+        from diffusers import ControlNetModel
+
+        if entry.source.startswith("builtin:"):
+            return self._place(tiny.controlnet(entry.source.removeprefix("builtin:")))
+        module = self._from_source(ControlNetModel, entry.source, what=f"ControlNet {entry.name}")
+        return module.to(self.device).eval()
+
+    def _place(self, built: Any) -> Any:
+        """A built-in (made in fp32 on the CPU) on this cache's device and dtype."""
+        if self.dtype == torch.float32:  # casting to fp32 anyway only warns
+            return built.to(self.device)
+        return built.to(self.device, self.dtype)
+
+    def _from_source(self, cls: Any, source: str, *, what: str) -> Any:
+        """``cls`` from a single file, a local diffusers folder or a Hub repo id."""
         path = Path(source).expanduser()
         try:
             if path.is_file() or source.endswith((".safetensors", ".ckpt")):
-                pipe = cls.from_single_file(str(path), torch_dtype=self.dtype)
-            else:
-                # A local diffusers folder or a Hub repo id; HF_HUB_OFFLINE=1 keeps it local.
-                pipe = cls.from_pretrained(
-                    str(path) if path.is_dir() else source, torch_dtype=self.dtype
-                )
+                return cls.from_single_file(str(path), torch_dtype=self.dtype)
+            # A local diffusers folder or a Hub repo id; HF_HUB_OFFLINE=1 keeps it local.
+            return cls.from_pretrained(
+                str(path) if path.is_dir() else source, torch_dtype=self.dtype
+            )
         except OSError as exc:
             raise RuntimeError(
-                f"cannot load model {model.name} from {source}: {exc}. A Hub model must be "
-                "downloaded once (huggingface-cli download <repo>) when the Hub is offline."
+                f"cannot load {what} from {source}: {exc}. A Hub model must be downloaded "
+                "once (huggingface-cli download <repo>) when the Hub is offline."
             ) from exc
-        return pipe.to(self.device)
 
 
 def pipeline_bytes(pipe: Any) -> int:
     """Bytes of parameters and buffers of every torch module in ``pipe``."""
-    total = 0
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            tensors = [*component.parameters(), *component.buffers()]
-            total += sum(t.numel() * t.element_size() for t in tensors)
-    return total
+    return sum(
+        module_bytes(component)
+        for component in pipe.components.values()
+        if isinstance(component, torch.nn.Module)
+    )
 
 
-def _adapter_name(lora: str) -> str:
-    # peft keeps adapters in ModuleDicts, whose keys may not contain dots.
-    return lora.replace(".", "_")
+def module_bytes(module: Any) -> int:
+    """Bytes of the parameters and buffers of one torch module."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)

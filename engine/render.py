@@ -1,5 +1,10 @@
 """Render one ``JobSpec`` into PNG artifacts: the only place a diffusion pipeline is called.
 
+Every mode runs on the model's warm pipeline: txt2img on the base pipeline, img2img,
+inpainting and ControlNet on pipelines derived from it (``LoadedPipeline.pipeline``). The
+job's input images come from the store by artifact id and are prepared by
+``engine.inputs`` (the same checks the bot ran) before the model is touched.
+
 Image k of a job is rendered alone with its own CPU generator seeded with seed + k.
 Batching several images into one pipeline call is not bit-identical on CPU (matmul
 rounding depends on the batch size), and the contract is that image k of a job is the
@@ -16,12 +21,14 @@ from typing import Any
 import torch
 
 from engine import metadata
-from engine.catalog import Catalog, LoraEntry, ModelEntry
+from engine.catalog import Catalog, ControlNetEntry, LoraEntry, ModelEntry
+from engine.control import control_image
 from engine.errors import CancelledError, SpecError
+from engine.inputs import PreparedInputs, overlay, prepare
 from engine.pipelines import PipelineCache
 from engine.prompts import encode_prompts
 from engine.spec import ImageResult, JobResult, JobSpec, Mode, check_limits
-from engine.store import ArtifactStore
+from engine.store import ArtifactNotFoundError, ArtifactStore
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -43,30 +50,29 @@ def render(
     stops at the next step with :class:`CancelledError`; images already stored stay.
     """
     started = time.perf_counter()
-    model, loras = validate(spec, catalog=catalog, cache=cache)
+    model, loras, controlnet = validate(spec, catalog=catalog, cache=cache)
     lora_files = [(entry.name, cache.lora_path(entry), weight) for entry, weight in loras]
     prompt = with_triggers(spec.prompt, [entry for entry, _ in loras])
+    inputs = load_inputs(spec, store=store, cache=cache)  # a bad input fails before any load
     loaded, load_s = cache.acquire(model)
+    control = None
+    if controlnet is not None:
+        control, control_s = cache.acquire_controlnet(controlnet)
+        load_s += control_s
     render_started = time.perf_counter()
     images: list[ImageResult] = []
     with loaded.lock:
+        pipe = loaded.pipeline(spec.mode, controlnet=control)
         loaded.use_sampler(spec.sampler)
         loaded.use_loras(lora_files)
-        pipe = loaded.pipe
         embeds = encode_prompts(pipe, prompt, spec.negative_prompt).kwargs()
         for index in range(spec.count):
             if should_cancel is not None and should_cancel():
                 raise CancelledError(spec.id)
-            seed = spec.image_seed(index)
-            image = pipe(
-                **embeds,
-                num_inference_steps=spec.steps,
-                guidance_scale=spec.cfg_scale,
-                width=spec.width,
-                height=spec.height,
-                generator=[torch.Generator("cpu").manual_seed(seed)],
-                callback_on_step_end=_step_callback(spec, index, on_progress, should_cancel),
-            ).images[0]
+            image = _render_one(pipe, spec, index, embeds, inputs, on_progress, should_cancel)
+            if spec.mode is Mode.inpaint:
+                assert inputs.init is not None and inputs.mask is not None
+                image = overlay(inputs.init, image, inputs.mask, blur=spec.mask_blur)
             images.append(_store(spec, index, image, prompt=prompt, store=store))
     finished = time.perf_counter()
     return JobResult(
@@ -82,17 +88,119 @@ def render(
 
 def validate(
     spec: JobSpec, *, catalog: Catalog, cache: PipelineCache
-) -> tuple[ModelEntry, list[tuple[LoraEntry, float]]]:
-    """Check ``spec`` again on the worker: limits, mode, model and LoRAs (with family)."""
+) -> tuple[ModelEntry, list[tuple[LoraEntry, float]], ControlNetEntry | None]:
+    """Check ``spec`` again on the worker: limits, mode, model, LoRAs and ControlNet (each
+    with its family)."""
     check_limits(spec, cache.settings.limits)
-    if spec.mode is not Mode.txt2img:
-        raise SpecError(f"{spec.mode.value} is not supported yet; only txt2img renders today")
     model = catalog.model(spec.model)
     names = [ref.name for ref in spec.loras]
     if len(set(names)) != len(names):
         raise SpecError("each LoRA may be listed once; give one weight per LoRA")
     loras = [(catalog.lora(ref.name, family=model.family), ref.weight) for ref in spec.loras]
-    return model, loras
+    controlnet = None
+    if spec.controlnet is not None:
+        controlnet = catalog.controlnet(spec.controlnet, model=model)
+        if controlnet.control != spec.control_type:
+            raise SpecError(
+                f"ControlNet `{controlnet.name}` reads {controlnet.control} guides, "
+                f"not {spec.control_type}"
+            )
+    return model, loras, controlnet
+
+
+def load_inputs(spec: JobSpec, *, store: ArtifactStore, cache: PipelineCache) -> PreparedInputs:
+    """The job's input images from the store, decoded and fitted to the job's size, with
+    the control image turned into its guide (canny edges)."""
+    data: dict[str, bytes] = {}
+    for role, artifact_id in spec.input_images().items():
+        try:
+            data[role] = store.get(artifact_id)
+        except ArtifactNotFoundError:
+            raise SpecError(
+                f"the {role} image of this job is no longer stored; attach it again"
+            ) from None
+    prepared = prepare(
+        images=data,
+        width=spec.width,
+        height=spec.height,
+        how=spec.input_fit,
+        max_pixels=cache.settings.limits.max_input_pixels,
+    )
+    if prepared.control is not None and spec.control_type is not None:
+        guide = control_image(prepared.control, control=spec.control_type)
+        prepared = PreparedInputs(init=prepared.init, mask=prepared.mask, control=guide)
+    return prepared
+
+
+def _render_one(
+    pipe: Any,
+    spec: JobSpec,
+    index: int,
+    embeds: dict[str, Any],
+    inputs: PreparedInputs,
+    on_progress: ProgressFn | None,
+    should_cancel: CancelFn | None,
+) -> Any:
+    """Image ``index``: one pipeline call with its own CPU generator (seed + index)."""
+    if spec.mode in (Mode.img2img, Mode.inpaint) and denoising_steps(spec) == 0:
+        # diffusers cannot run zero steps; zero steps of denoising is the input itself,
+        # through the VAE like every other result.
+        image = vae_round_trip(pipe, inputs.init)
+        if on_progress is not None:
+            on_progress((index + 1) * spec.steps, spec.steps * spec.count)
+        return image
+    generator = torch.Generator("cpu").manual_seed(spec.image_seed(index))
+    return pipe(
+        **embeds,
+        **_mode_arguments(spec, inputs),
+        num_inference_steps=spec.steps,
+        guidance_scale=spec.cfg_scale,
+        generator=[generator],
+        callback_on_step_end=_step_callback(spec, index, on_progress, should_cancel),
+    ).images[0]
+
+
+def _mode_arguments(spec: JobSpec, inputs: PreparedInputs) -> dict[str, Any]:
+    size = {"width": spec.width, "height": spec.height}
+    if spec.mode is Mode.img2img:  # the size is the init image's, already fitted
+        return {"image": inputs.init, "strength": spec.strength}
+    if spec.mode is Mode.inpaint:
+        return {**size, "image": inputs.init, "mask_image": inputs.mask, "strength": spec.strength}
+    if spec.mode is Mode.controlnet:
+        return {
+            **size,
+            "image": inputs.control,
+            "controlnet_conditioning_scale": spec.control_scale,
+            "control_guidance_start": spec.control_start,
+            "control_guidance_end": spec.control_end,
+        }
+    return size
+
+
+def denoising_steps(spec: JobSpec) -> int:
+    """How many of ``spec.steps`` an img2img or inpaint job runs: diffusers skips the first
+    ``(1 - strength)`` of the schedule."""
+    strength = 1.0 if spec.strength is None else spec.strength
+    return min(int(spec.steps * strength), spec.steps)
+
+
+def vae_round_trip(pipe: Any, image: Any) -> Any:
+    """``image`` encoded and decoded by the pipeline's VAE (the latent mean, no noise)."""
+    vae = pipe.vae
+    # SDXL's VAE overflows in fp16; its pipelines run it in fp32 for decoding, and so do we.
+    upcast = vae.dtype == torch.float16 and vae.config.get("force_upcast", False)
+    dtype = torch.float32 if upcast else vae.dtype
+    with torch.no_grad():
+        if upcast:
+            vae.to(dtype=torch.float32)
+        try:
+            pixels = pipe.image_processor.preprocess(image).to(device=vae.device, dtype=dtype)
+            latents = vae.encode(pixels).latent_dist.mode()
+            decoded = vae.decode(latents).sample
+        finally:
+            if upcast:
+                vae.to(dtype=torch.float16)
+    return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
 
 
 def with_triggers(prompt: str, loras: list[LoraEntry]) -> str:

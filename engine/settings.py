@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,9 @@ class Limits(BaseModel):
     max_pixels: int = 1536 * 1536
     max_count: int = 8
     max_prompt_chars: int = 2000
+    # Attached images (init, mask, control) are decoded only below this many pixels:
+    # a phone photo passes, a decompression bomb does not.
+    max_input_pixels: int = 4096 * 4096
 
 
 class Settings(BaseSettings):
@@ -53,6 +57,11 @@ class Settings(BaseSettings):
     result_ttl_s: int = 7 * 24 * 3600
     event_stream_maxlen: int = 10_000
     progress_interval_s: float = 0.25
+    # LoRA adapters kept loaded per pipeline; beyond it the least recently used is deleted.
+    lora_adapter_cap: int = Field(default=8, ge=1)
+    # How an input image whose shape differs from the job's is fitted: "crop" (cover and
+    # cut the overflow, like a photo print) or "pad" (fit whole, letterboxed).
+    input_fit: Literal["crop", "pad"] = "crop"
 
     @property
     def artifacts_dir(self) -> Path:

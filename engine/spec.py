@@ -13,10 +13,11 @@ import uuid
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from engine.errors import SpecError
 from engine.settings import Limits
+from engine.store import ArtifactNotFoundError, check_id
 
 MAX_SEED = 2**32 - 1
 
@@ -34,7 +35,8 @@ SAMPLERS = (
 
 
 class Mode(StrEnum):
-    """What a job does. Only ``txt2img`` is rendered today; the rest are reserved."""
+    """What a job does: from text alone, from an init image, repainting under a mask, or
+    guided by a ControlNet control image."""
 
     txt2img = "txt2img"
     img2img = "img2img"
@@ -43,6 +45,11 @@ class Mode(StrEnum):
 
 
 Priority = Literal["interactive", "bulk"]
+ControlType = Literal["canny", "depth", "openpose", "scribble"]
+CONTROL_TYPES: tuple[ControlType, ...] = ("canny", "depth", "openpose", "scribble")
+DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength
+MAX_CONTROL_SCALE = 2.0
+MAX_MASK_BLUR = 64
 
 
 class LoraRef(BaseModel):
@@ -76,6 +83,31 @@ class JobSpec(BaseModel):
     parent: str | None = None  # e.g. "<job id>/<image index>" for a re-render
     origin: dict[str, str] = Field(default_factory=dict)  # platform, channel, thread, batch...
     created_at: float = Field(default_factory=time.time)
+    # Inputs of img2img / inpaint / controlnet: artifact ids in the store (the bot uploads
+    # them), so Redis only ever carries ids, never image bytes.
+    init_image: str | None = None
+    mask_image: str | None = None  # white = repaint, black = keep
+    strength: float | None = None  # img2img / inpaint; filled with DEFAULT_STRENGTH
+    input_fit: Literal["crop", "pad"] = "crop"  # how inputs of another shape were fitted
+    mask_blur: int = 4  # inpaint: soft edge, in pixels, inside the mask
+    control_image: str | None = None
+    control_type: ControlType | None = None
+    controlnet: str | None = None  # catalog name of the ControlNet model
+    control_scale: float = 1.0
+    control_start: float = 0.0  # fraction of the steps where the guide starts applying
+    control_end: float = 1.0
+
+    @model_validator(mode="after")
+    def _default_strength(self) -> JobSpec:
+        # A spec is complete: the strength an img2img job used is recorded, not implied.
+        if self.strength is None and self.mode in (Mode.img2img, Mode.inpaint):
+            self.strength = DEFAULT_STRENGTH
+        return self
+
+    def input_images(self) -> dict[str, str]:
+        """The artifact ids of this job's inputs by role (``init``, ``mask``, ``control``)."""
+        roles = {"init": self.init_image, "mask": self.mask_image, "control": self.control_image}
+        return {role: value for role, value in roles.items() if value}
 
     def image_seed(self, index: int) -> int:
         """Seed of image ``index``: seed + index, wrapped to the 32-bit range."""
@@ -141,6 +173,71 @@ def check_limits(spec: JobSpec, limits: Limits) -> None:
         raise SpecError(f"unknown sampler `{spec.sampler}`; choose one of: {', '.join(SAMPLERS)}")
     if not 0 <= spec.seed <= MAX_SEED:
         raise SpecError(f"seed must be between 0 and {MAX_SEED}; you asked for {spec.seed}")
+    check_mode(spec)
+
+
+# What each input is called in a sentence, and which modes take it.
+_INPUTS = {
+    "init": ("a starting image", (Mode.img2img, Mode.inpaint)),
+    "mask": ("a mask", (Mode.inpaint,)),
+    "control": ("a control image", (Mode.controlnet,)),
+}
+_NEEDS = {
+    (Mode.img2img, "init"): "img2img needs an init image; attach the image to start from",
+    (Mode.inpaint, "init"): "inpainting needs the image to repaint; attach it with the mask",
+    (Mode.inpaint, "mask"): (
+        "inpainting needs a mask (white where the image should change, black where it stays); "
+        "attach one with --mask"
+    ),
+    (Mode.controlnet, "control"): (
+        "a ControlNet job needs a control image; attach the guide image (a photo for canny, "
+        "or a prepared depth map, pose or scribble)"
+    ),
+}
+
+
+def check_mode(spec: JobSpec) -> None:
+    """Raise :class:`SpecError` when the mode's inputs and settings are missing or invalid."""
+    images = spec.input_images()
+    for role, artifact_id in images.items():
+        what, modes = _INPUTS[role]
+        if spec.mode not in modes:
+            uses = " and ".join(m.value for m in modes)
+            raise SpecError(f"{what} is used only by {uses} jobs, not by {spec.mode} jobs")
+        try:
+            check_id(artifact_id)
+        except ArtifactNotFoundError:
+            raise SpecError(f"{what} must be a stored image; `{artifact_id}` is not") from None
+    for (mode, role), sentence in _NEEDS.items():
+        if spec.mode is mode and role not in images:
+            raise SpecError(sentence)
+    if spec.mode in (Mode.img2img, Mode.inpaint):
+        assert spec.strength is not None  # filled by the model validator
+        _between("strength", spec.strength, 0.0, 1.0)
+    elif spec.strength is not None:
+        raise SpecError(
+            "strength says how far to move from a starting image; attach one (img2img) "
+            "or leave --strength out"
+        )
+    _between("mask blur", spec.mask_blur, 0, MAX_MASK_BLUR)
+    if spec.mode is not Mode.controlnet:
+        if spec.control_type or spec.controlnet:
+            raise SpecError("a control type needs a control image; attach the guide image")
+        return
+    if spec.control_type not in CONTROL_TYPES:
+        raise SpecError(
+            f"a ControlNet job needs a control type: {', '.join(CONTROL_TYPES)}; e.g. --control canny"
+        )
+    if not spec.controlnet:
+        raise SpecError("a ControlNet job needs the name of a ControlNet model from the catalog")
+    _between("control scale", spec.control_scale, 0.0, MAX_CONTROL_SCALE)
+    _between("control start", spec.control_start, 0.0, 1.0)
+    _between("control end", spec.control_end, 0.0, 1.0)
+    if spec.control_start >= spec.control_end:
+        raise SpecError(
+            f"the control guide must start before it ends; you asked for start "
+            f"{spec.control_start:g} and end {spec.control_end:g}"
+        )
 
 
 def new_spec(*, limits: Limits, seed: int | None = None, **fields: object) -> JobSpec:

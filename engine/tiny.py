@@ -1,5 +1,5 @@
 """Built-in offline test models: ``builtin:tiny`` (SD1.5-shaped), ``builtin:tiny-xl``
-(SDXL-shaped) and random LoRAs for them.
+(SDXL-shaped), random LoRAs and ControlNets for them.
 
 Weights are random but deterministic: every component is built from a config right
 after ``torch.manual_seed(0)``, the way diffusers' own fast tests do it, so two
@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from diffusers import (
     AutoencoderKL,
+    ControlNetModel,
     EulerDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionPipeline,
@@ -40,6 +41,10 @@ TINY_LORAS: dict[str, tuple[str, int]] = {
     "tiny-xl-lora": ("tiny-xl", 3),
 }
 LORA_VERSION = 2
+# name -> model it is made for.
+TINY_CONTROLNETS: dict[str, str] = {"tiny-controlnet": "tiny", "tiny-xl-controlnet": "tiny-xl"}
+_CONTROL_GAIN = 3.0  # zero convolutions made random at this gain...
+_CONTROL_COND_GAIN = 100.0  # ...and the guide's embedding louder still, so guides differ visibly
 _LORA_RANK = 4
 _LORA_GAIN = 2.0  # delta about twice the attention weights' scale: clearly visible
 # Attention projections of the UNet (to_*) and of the CLIP text encoders (*_proj).
@@ -222,6 +227,41 @@ def load(name: str) -> Any:
         scheduler=EulerDiscreteScheduler(**_BETAS, steps_offset=1, timestep_spacing="leading"),
         add_watermarker=False,
     )
+
+
+@functools.cache
+def _controlnet_prototype(name: str) -> ControlNetModel:
+    if name not in TINY_CONTROLNETS:
+        raise KeyError(
+            f"no built-in ControlNet {name!r}; built-ins are {', '.join(TINY_CONTROLNETS)}"
+        )
+    unet = _components(TINY_CONTROLNETS[name])["unet"]
+    # Copying the UNet's encoder is how real ControlNets start; the VAE halves the size
+    # once, so the guide's embedding downsamples once too (two channel stages).
+    controlnet = _seeded(
+        lambda: ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    )
+    # A fresh ControlNet's output convolutions are zero, so it would not change the image
+    # at all; give them seeded random weights.
+    generator = torch.Generator().manual_seed(4)
+    embedding_out = controlnet.controlnet_cond_embedding.conv_out
+    for conv in [
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+        embedding_out,
+    ]:
+        gain = _CONTROL_COND_GAIN if conv is embedding_out else _CONTROL_GAIN
+        weight = torch.randn(conv.weight.shape, generator=generator)
+        conv.weight.data.copy_(weight * gain / math.sqrt(conv.weight[0].numel()))
+        conv.bias.data.zero_()
+    return controlnet.eval()
+
+
+def controlnet(name: str) -> ControlNetModel:
+    """A new built-in ControlNet ``name`` (``tiny-controlnet`` for ``tiny``,
+    ``tiny-xl-controlnet`` for ``tiny-xl``), on the CPU in fp32; deterministic like the
+    models: built from the model's UNet under a fixed seed, no download."""
+    return copy.deepcopy(_controlnet_prototype(name))
 
 
 def lora_file(name: str, *, cache_dir: Path) -> Path:

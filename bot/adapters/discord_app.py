@@ -167,11 +167,8 @@ class ProofroomDiscord(discord.Client):
             self.adapter.note_thread(thread=channel, parent=parent)
             channel = parent
         self.adapter.remember_upload_limit(channel=channel, limit=interaction.filesize_limit)
+        # Each typed option (image, mask, control) says which part its file plays.
         attachments = await self._attachments(files)
-        # The grammar names the file that plays each part; the image is the other one.
-        for part in ("mask", "control"):
-            if part in attachments:
-                text += f" --{part}={_quote(attachments[part].filename)}"
         member = interaction.user if isinstance(interaction.user, discord.Member) else None
         event = CommandEvent(
             platform=PLATFORM,
@@ -210,7 +207,11 @@ class ProofroomDiscord(discord.Client):
             name = file.filename if file.filename not in used else f"{role}-{file.filename}"
             used.add(name)
             checked[role] = Attachment(
-                filename=name, content_type=image.content_type, size=len(data), data=data
+                filename=name,
+                content_type=image.content_type,
+                size=len(data),
+                data=data,
+                role=role,  # type: ignore[arg-type]  # the option names: image, mask, control
             )
         return checked
 

@@ -117,7 +117,7 @@ class SlackRuntime:
             adapter=self.adapter,
             redis=redis,
             key_prefix=settings.key_prefix,
-            max_pixels=settings.limits.max_pixels,
+            max_pixels=settings.limits.max_input_pixels,
             socket_mode=socket_mode,
         )
         self.pump_block_ms = pump_block_ms

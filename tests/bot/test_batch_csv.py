@@ -27,7 +27,11 @@ def test_the_lessons_csv_reads_with_flags() -> None:
         ",,,,,\n"
     )
     assert [r.number for r in rows] == [2, 3]
-    assert rows[0].variables == {"product": "Red Widget", "style": "minimalist", "lighting": "studio"}
+    assert rows[0].variables == {
+        "product": "Red Widget",
+        "style": "minimalist",
+        "lighting": "studio",
+    }
     assert rows[0].seed == 7 and rows[0].loras == (("tiny-style", 0.5),)
     assert rows[1].seed is None and rows[1].negative == "shadows"
 

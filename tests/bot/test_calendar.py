@@ -51,12 +51,16 @@ def test_shipped_calendar_resolves_and_titles_weeks() -> None:
 
 
 def test_calendar_errors_name_the_file(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text("channel: C1\nschedule: '0 9 * *'\nweeks_of_month: {1: {title: T, template: productivity}}\n")
+    (tmp_path / "bad.yaml").write_text(
+        "channel: C1\nschedule: '0 9 * *'\nweeks_of_month: {1: {title: T, template: productivity}}\n"
+    )
     with pytest.raises(ValueError, match=r"(?s)bad.yaml: .*needs 5 fields"):
         load_calendars(tmp_path)
 
 
 def test_unknown_template_in_a_theme_is_caught_by_check() -> None:
-    calendar = Calendar(name="c", channel="C1", weeks_of_month={1: {"title": "T", "template": "nope"}})
+    calendar = Calendar(
+        name="c", channel="C1", weeks_of_month={1: {"title": "T", "template": "nope"}}
+    )
     with pytest.raises(CatalogError, match="unknown template `nope`"):
         calendar.check(Catalog.load(REPO_ROOT / "templates"))

@@ -135,9 +135,11 @@ def test_sampler_names_without_quotes_and_in_other_spellings():
     assert p("a cat --sampler dpmpp_2m_karras").sampler == "DPM++ 2M Karras"
 
 
-def test_reserved_flags_are_kept_for_later_workflows():
-    req = p("a cat --strength 0.6 --variations 3 --control canny --mask m.png")
-    assert req.flags == {"strength": 0.6, "variations": 3, "control": "canny", "mask": "m.png"}
+def test_image_flags_are_fields_and_reserved_flags_are_kept_for_later_workflows():
+    req = p("a cat --strength 0.6 --variations 3 --control canny --mask m.png --control-scale 0.8")
+    assert (req.strength, req.control, req.mask, req.control_scale) == (0.6, "canny", "m.png", 0.8)
+    assert req.flags == {"variations": 3}
+    assert p("a cat --denoise=0.3").strength == 0.3
 
 
 @pytest.mark.parametrize(

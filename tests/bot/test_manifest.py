@@ -11,12 +11,18 @@ from bot.manifest import ManifestEntry, manifest_csv, neutralise, zip_parts
 
 def test_formula_cells_are_escaped() -> None:
     entry = ManifestEntry(
-        row=2, variation=1, file="a.png", seed=5, prompt='=HYPERLINK("x")', state="approved", job="j"
+        row=2,
+        variation=1,
+        file="a.png",
+        seed=5,
+        prompt='=HYPERLINK("x")',
+        state="approved",
+        job="j",
     )
     text = manifest_csv([entry]).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["row", "variation", "file", "seed", "prompt", "state", "job"]
-    assert rows[1][4] == "'=HYPERLINK(\"x\")"
+    assert rows[1][4] == '\'=HYPERLINK("x")'
     assert rows[1][:4] == ["2", "1", "a.png", "5"]
 
 

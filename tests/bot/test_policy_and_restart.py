@@ -157,6 +157,12 @@ def test_the_job_card_carries_a_cancel_button(chat: FakeChat):
     job_id = reply.text.split("`")[1]
     posts = [kw for kind, kw in chat.adapter.calls if kind == "post" and kw["blocks"]]
     assert posts[0]["blocks"] == [
-        {"type": "button", "action": "cancel", "value": job_id, "label": "Cancel", "style": "danger"}
+        {
+            "type": "button",
+            "action": "cancel",
+            "value": job_id,
+            "label": "Cancel",
+            "style": "danger",
+        }
     ]
     chat.run_until_idle()

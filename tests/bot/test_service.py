@@ -39,7 +39,9 @@ def test_limits_are_checked_before_anything_is_queued(quiet: FakeChat):
     assert "To use `character` as an ordinary word" in reply.text
     assert "as an ordinary word" not in quiet.command("/imagine character pose=sitting").text
     reply = quiet.command("/imagine a cat --strength 0.5")
-    assert reply.text.startswith("--strength is not available yet")
+    assert reply.text.startswith("--strength says how far to move from an attached image")
+    reply = quiet.command("/imagine a cat --variations 3")
+    assert reply.text.startswith("--variations is not available yet")
     assert not quiet.adapter.messages
 
 

@@ -10,10 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from engine.events import EventStream, JobEvent
 from engine.queue import JobQueue
 from engine.settings import Settings
 from engine.spec import JobSpec
+from tests.waiting import wait_for  # noqa: F401 (re-exported to the tests here)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_CACHE = REPO_ROOT / ".proofroom" / "models"
@@ -80,18 +79,6 @@ def wipe(redis: redis_lib.Redis, prefix: str) -> None:
         stale = [m for m in redis.smembers(key) if prefix.encode() in m]
         if stale:
             redis.srem(key, *stale)
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 class _Tail:

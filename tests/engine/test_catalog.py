@@ -68,7 +68,8 @@ def test_unknown_model_and_lora(catalog: Catalog) -> None:
     with pytest.raises(CatalogError, match="unknown model `sdx1`; did you mean `sdxl`"):
         catalog.model("sdx1")
     with pytest.raises(
-        CatalogError, match="unknown LoRA `nope`; known: brand-x, tiny-brand, tiny-style, tiny-xl-style"
+        CatalogError,
+        match="unknown LoRA `nope`; known: brand-x, tiny-brand, tiny-style, tiny-xl-style",
     ):
         catalog.lora("nope")
 

@@ -161,3 +161,23 @@ def test_png_without_chunks_reads_as_none() -> None:
 def test_importing_metadata_does_not_import_torch() -> None:
     code = "import sys, engine.metadata; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_image_to_image_settings_use_a1111_names() -> None:
+    from engine.metadata import parameters_for, parse_parameters
+    from engine.spec import JobSpec
+
+    common = {
+        "prompt": "a mug",
+        "model": "tiny",
+        "seed": 5,
+        "init_image": "20260101-0123456789abcdef.png",
+    }
+    img2img = parse_parameters(parameters_for(JobSpec(mode="img2img", strength=0.6, **common), 0))
+    assert img2img["Denoising strength"] == "0.6" and "Mask blur" not in img2img
+    inpaint = JobSpec(mode="inpaint", mask_image="20260101-0123456789abcdee.png", **common)
+    parsed = parse_parameters(parameters_for(inpaint, 0))
+    assert parsed["Denoising strength"] == "0.75" and parsed["Mask blur"] == "4"
+    assert "Denoising strength" not in parse_parameters(
+        parameters_for(JobSpec(prompt="a", model="tiny", seed=1), 0)
+    )

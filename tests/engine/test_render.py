@@ -172,7 +172,7 @@ def test_spec_is_validated_again_on_the_worker(tiny_job, run_job) -> None:
         run_job(JobSpec(**{**good.model_dump(), "model": "nosuch"}))
     with pytest.raises(CatalogError, match="LoRA"):
         run_job(JobSpec(**{**good.model_dump(), "loras": [{"name": "nosuch"}]}))
-    with pytest.raises(SpecError, match="not supported yet"):
+    with pytest.raises(SpecError, match="img2img needs an init image"):
         run_job(JobSpec(**{**good.model_dump(), "mode": Mode.img2img}))
 
 

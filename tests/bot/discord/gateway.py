@@ -28,6 +28,7 @@ from tests.bot.discord.fake_discord import (
     text_channel,
     user,
 )
+from tests.waiting import wait_for  # noqa: F401 (re-exported to the tests here)
 
 T = TypeVar("T")
 _ids = itertools.count(1)
@@ -63,18 +64,6 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
-
-
-def wait_for(predicate: Callable[[], T], *, timeout: float = 30, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def snowflake() -> str:

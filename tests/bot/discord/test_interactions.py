@@ -4,11 +4,13 @@ is queued, meta commands answer ephemerally, autocomplete ranks catalog names.""
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
+from PIL import Image
 
 from bot.adapters.discord_app import imagine_text, rank
 from bot.commands import ImagineRequest, LoraRequest, parse
@@ -16,6 +18,7 @@ from bot.state import BotState
 from engine.catalog import Catalog
 from engine.queue import queue_names
 from engine.settings import Settings
+from engine.store import store_from_settings
 from tests.bot.discord.fake_discord import CHANNEL_ID, FakeDiscord
 from tests.bot.discord.gateway import (
     attachment,
@@ -174,7 +177,7 @@ def test_a_good_attachment_reaches_the_service(make_bot, service_factory, fake_d
     bot = make_bot(service_factory=service_factory)
     image = attachment(fake_discord, filename="photo.png", data=encoded("PNG"),
                        content_type="image/png")  # fmt: skip
-    mask = attachment(fake_discord, filename="photo.png", data=encoded("PNG"),
+    mask = attachment(fake_discord, filename="photo.png", data=white_square_png(),
                       content_type="image/png")  # fmt: skip
     interaction = command_interaction(
         "imagine",
@@ -182,9 +185,24 @@ def test_a_good_attachment_reaches_the_service(make_bot, service_factory, fake_d
         user_id=USER, attachments=[image, mask],
     )  # fmt: skip
     bot.dispatch("INTERACTION_CREATE", interaction)
-    # The core does not render masks yet and says so; the mask arrived under a unique name.
-    assert "--mask is not available yet" in bot.reply_to(interaction)
-    assert queued(redis, settings) == 0
+    # Each option's file arrived with its role (the mask under a unique name): an inpaint job.
+    reply = bot.reply_to(interaction)
+    assert reply.startswith("Queued job"), reply
+    spec = job_of(reply, redis, settings).spec
+    assert spec.mode == "inpaint" and spec.prompt == "a cat"  # no --mask text was added
+    store = store_from_settings(settings)
+    assert store.meta(spec.init_image) | {"requested_by": ""} == {
+        "role": "init", "filename": "photo.png", "requested_by": ""}  # fmt: skip
+    assert store.meta(spec.mask_image)["filename"] == "mask-photo.png"
+    assert queued(redis, settings) == 1
+
+
+def white_square_png() -> bytes:
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 # ---- autocomplete ---------------------------------------------------------------------------

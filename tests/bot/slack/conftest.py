@@ -3,7 +3,6 @@ adapter, service, Bolt app) served over HTTP on 127.0.0.1, fed signed requests."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from engine.queue import queue_names
 from engine.settings import Settings
 from tests.bot.slack.fake_slack import FakeSlack
 from tests.bot.slack.slack_requests import SlackSender
+from tests.waiting import wait_for  # noqa: F401 (re-exported to the tests here)
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
@@ -138,15 +138,3 @@ class RecordingCore:
 def queued_jobs(settings: Settings, redis: redis_lib.Redis) -> int:
     """Jobs waiting in this test's RQ queues."""
     return sum(Queue(name, connection=redis).count for name in queue_names(settings))
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "it") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)

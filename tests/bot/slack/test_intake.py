@@ -9,7 +9,9 @@ import io
 import redis as redis_lib
 from PIL import Image
 
+from engine.queue import JobQueue
 from engine.settings import Settings
+from engine.store import store_from_settings
 from tests.bot.slack.conftest import RecordingCore, queued_jobs, wait_for
 from tests.bot.slack.fake_slack import FakeSlack
 from tests.bot.slack.slack_requests import mention
@@ -51,10 +53,17 @@ def test_an_attached_png_reaches_the_core_as_an_attachment(
     assert attachment.read() == data
     download = fake_slack.calls_to("download")[0]
     assert download.token == fake_slack.bot_token  # downloaded with the bot token
-    # The core answered the requester only (it does not use the image yet).
+    # The core answered the requester only, and the image made an img2img job: stored, its
+    # artifact id in the spec, shown in the thread under the job card.
     reply = wait_for(lambda: ephemerals(fake_slack), what="the reply")[0]
     assert reply.startswith("Queued job"), reply
     assert queued_jobs(settings, redis) == 1
+    spec = JobQueue(redis=redis, settings=settings).spec(reply.split("`")[1])
+    assert spec is not None and spec.mode == "img2img" and spec.strength == 0.75
+    assert store_from_settings(settings).get(spec.init_image) == data
+    (shown,) = fake_slack.uploads.values()
+    assert shown["filename"] == f"{spec.id}-init.png"
+    assert shown["initial_comment"].startswith("input image") and shown["thread_ts"]
 
 
 def test_a_60_mb_file_is_refused_before_download_and_nothing_is_queued(
