@@ -197,6 +197,12 @@ class ProofroomDiscord(discord.Client):
                 raise AttachmentError(
                     f"`{file.filename}` could not be downloaded from Discord; attach it again."
                 ) from None
+            if role == "csv":
+                # A batch file: text, checked row by row by the batch desk, not as an image.
+                checked[role] = Attachment(
+                    filename=file.filename, content_type="text/csv", size=len(data), data=data
+                )
+                continue
             image = await asyncio.to_thread(
                 check_image,
                 data,
@@ -309,6 +315,47 @@ def add_commands(tree: app_commands.CommandTree, *, bot: ProofroomDiscord, limit
     @app_commands.describe(job="The job id (see /proofroom status)")
     async def cancel(interaction: discord.Interaction, job: str) -> None:
         await bot.run_command(interaction, text=f"cancel {_quote(job)}")
+
+    @group.command(name="batch", description="Render a CSV batch: one row per product")
+    @app_commands.describe(
+        template="The template whose variables the CSV columns fill",
+        file="UTF-8 CSV; the first line names the columns (e.g. product,style,lighting)",
+        variations="Images per row",
+        seed="Seed of row 1 (row i uses seed + i*variations)",
+        options="More /imagine flags, e.g. --steps 30 --lora brand-x:0.8",
+    )
+    async def batch(
+        interaction: discord.Interaction,
+        template: str,
+        file: discord.Attachment,
+        variations: Range[int, 1, limits.max_count] = 1,
+        seed: Range[int, 0, MAX_SEED] | None = None,
+        options: str | None = None,
+    ) -> None:
+        text = f"batch {_quote(template)} --variations {variations}"
+        text += f" --seed {seed}" if seed is not None else ""
+        text += f" {options}" if options else ""
+        await bot.run_command(interaction, text=text, files={"csv": file})
+
+    batch.autocomplete("template")(template_names)
+
+    @group.command(name="batch-status", description="A batch's progress and its manifest")
+    @app_commands.describe(batch="The batch id (default: this channel's latest)")
+    async def batch_status(interaction: discord.Interaction, batch: str | None = None) -> None:
+        await bot.run_command(
+            interaction, text="batch status" + (f" {_quote(batch)}" if batch else "")
+        )
+
+    @group.command(name="batch-retry", description="Re-run a batch's failed and rejected rows")
+    @app_commands.describe(batch="The batch id (default: this channel's latest)")
+    async def batch_retry(interaction: discord.Interaction, batch: str | None = None) -> None:
+        await bot.run_command(
+            interaction, text="batch retry" + (f" {_quote(batch)}" if batch else "")
+        )
+
+    @group.command(name="calendar", description="The next content-calendar threads")
+    async def calendar(interaction: discord.Interaction) -> None:
+        await bot.run_command(interaction, text="calendar")
 
     tree.add_command(group)
 

@@ -262,3 +262,21 @@ def test_model_and_lora_autocomplete(make_bot, fake_discord) -> None:
     assert models == ["tiny", "tiny-xl"]
     loras = _autocomplete(bot, fake_discord, name="lora", typed="tiny-style:0.8, tiny-b")
     assert [c["value"] for c in loras] == ["tiny-style:0.8, tiny-brand"]
+
+
+def test_a_csv_batch_reaches_the_batch_desk_and_queues_bulk_jobs(make_bot, service_factory,
+                                                                 fake_discord, redis, settings):  # fmt: skip
+    bot = make_bot(service_factory=service_factory)
+    data = b"product,style\nRed Widget,minimalist\nBlue Widget,luxury\n"
+    csv_file = attachment(fake_discord, filename="products.csv", data=data, content_type="text/csv")
+    interaction = command_interaction(
+        "proofroom",
+        [option("template", "product-photo"), attachment_option("file", csv_file),
+         option("variations", 2), option("options", "--steps 2")],
+        subcommand="batch", user_id=USER, attachments=[csv_file],
+    )  # fmt: skip
+    bot.dispatch("INTERACTION_CREATE", interaction)
+    reply = bot.reply_to(interaction)
+    assert reply.startswith("Queued batch `b"), reply
+    assert "2 rows \u00d7 2 = 4 images on the bulk queue" in reply
+    assert queued(redis, settings) == 2
