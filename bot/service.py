@@ -32,7 +32,7 @@ from engine.events import EventStream, JobEvent
 from engine.queue import JobQueue
 from engine.settings import Settings
 from engine.spec import JobSpec
-from engine.store import ArtifactStore
+from engine.store import ArtifactStore, store_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,31 @@ class BotService:
         self.delivery.observers.append(self.batches.on_event)
         self._attempts: dict[str, int] = {}
         self._retry_at: float | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        adapter: ChatAdapter,
+        settings: Settings,
+        bot_settings: BotSettings,
+        redis: redis_lib.Redis,
+        catalog: Catalog | None = None,
+    ) -> BotService:
+        """The service for ``adapter`` on the real queue, event stream and store of
+        ``settings``: what every adapter's runner (and the test harnesses) start with."""
+        catalog = catalog or Catalog.load(settings.templates_dir)
+        queue = JobQueue(redis=redis, settings=settings, catalog=catalog)
+        return cls(
+            adapter=adapter,
+            queue=queue,
+            events=queue.events,
+            catalog=catalog,
+            store=store_from_settings(settings),
+            settings=settings,
+            bot_settings=bot_settings,
+            redis=redis,
+        )
 
     # -- commands -------------------------------------------------------------------------
 

@@ -28,10 +28,7 @@ from bot.service import BotService
 from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.embedded import redis_for
-from engine.events import EventStream
-from engine.queue import JobQueue
 from engine.settings import Settings
-from engine.store import store_from_settings
 
 log = logging.getLogger(__name__)
 SHELL_HELP = """\
@@ -85,16 +82,10 @@ class Shell:
         self.bot_settings = bot_settings or BotSettings()
         self.adapter = ShellAdapter(out=out or sys.stdout, image_dir=settings.data_dir / "shell")
         self.catalog = Catalog.load(settings.templates_dir)
-        self.service = BotService(
-            adapter=self.adapter,
-            queue=JobQueue(redis=self.redis, settings=settings, catalog=self.catalog),
-            events=EventStream(redis=self.redis, settings=settings),
-            catalog=self.catalog,
-            store=store_from_settings(settings),
-            settings=settings,
-            bot_settings=self.bot_settings,
-            redis=self.redis,
-        )
+        self.service = BotService.build(
+            adapter=self.adapter, settings=settings, bot_settings=self.bot_settings,
+            redis=self.redis, catalog=self.catalog,
+        )  # fmt: skip
         self._worker = None
         if worker:
             self.adapter.say("(starting the embedded worker and the tiny model...)")

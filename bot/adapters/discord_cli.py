@@ -32,9 +32,7 @@ from bot.service import BotService
 from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.embedded import redis_for, start_embedded_worker
-from engine.queue import JobQueue
 from engine.settings import Settings, get_settings
-from engine.store import store_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +125,14 @@ def build_bot(
         bot_settings = bot_settings.model_copy(update={"approver_roles": roles})
     catalog = Catalog.load(settings.templates_dir)
     client = ProofroomDiscord(settings=discord_settings, catalog=catalog, limits=settings.limits)
-    queue = JobQueue(redis=redis, settings=settings, catalog=catalog)
     client.bind(
-        BotService(
+        BotService.build(
             adapter=client.adapter,
-            queue=queue,
-            events=queue.events,
-            catalog=catalog,
-            store=store_from_settings(settings),
             settings=settings,
             bot_settings=bot_settings,
             redis=redis,
-        )
+            catalog=catalog,
+        )  # fmt: skip
     )
     return client
 

@@ -15,11 +15,8 @@ from bot.adapters.slack_app import HttpServer, build_app
 from bot.adapters.slack_settings import SlackSettings
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.catalog import Catalog
 from engine.embedded import redis_for
-from engine.queue import JobQueue
 from engine.settings import Settings, get_settings
-from engine.store import store_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +96,9 @@ class SlackRuntime:
         socket_mode: bool,
         pump_block_ms: int = 1000,
     ) -> None:
-        catalog = Catalog.load(settings.templates_dir)
-        queue = JobQueue(redis=redis, settings=settings, catalog=catalog)
         self.adapter = SlackAdapter(client=make_client(slack_settings), settings=slack_settings)
-        self.service = BotService(
-            adapter=self.adapter,
-            queue=queue,
-            events=queue.events,
-            catalog=catalog,
-            store=store_from_settings(settings),
-            settings=settings,
-            bot_settings=bot_settings,
-            redis=redis,
+        self.service = BotService.build(
+            adapter=self.adapter, settings=settings, bot_settings=bot_settings, redis=redis
         )
         self.app = build_app(
             core=self.service,

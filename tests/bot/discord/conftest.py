@@ -14,9 +14,7 @@ from bot.adapters.discord_settings import DiscordSettings
 from bot.service import BotService
 from bot.settings import BotSettings
 from engine.catalog import Catalog
-from engine.queue import JobQueue
 from engine.settings import Settings
-from engine.store import store_from_settings
 from tests.bot.discord.fake_discord import GUILD_ID, FakeDiscord, role
 from tests.bot.discord.gateway import (
     APPROVER_ROLE,
@@ -63,17 +61,8 @@ def service_factory(
     Redis carries state across a simulated restart."""
 
     def make(adapter: Any) -> BotService:
-        catalog = Catalog.load(settings.templates_dir)
-        queue = JobQueue(redis=redis, settings=settings, catalog=catalog)
-        return BotService(
-            adapter=adapter,
-            queue=queue,
-            events=queue.events,
-            catalog=catalog,
-            store=store_from_settings(settings),
-            settings=settings,
-            bot_settings=bot_settings,
-            redis=redis,
+        return BotService.build(
+            adapter=adapter, settings=settings, bot_settings=bot_settings, redis=redis
         )
 
     return make
