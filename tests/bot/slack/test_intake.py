@@ -132,3 +132,25 @@ def test_a_csv_reaches_the_core_as_text_csv(make_slack, fake_slack: FakeSlack) -
     command = wait_for(lambda: recorder[0].commands, what="the command at the core")[0]
     (attachment,) = command.attachments
     assert (attachment.content_type, attachment.read()) == ("text/csv", rows)
+
+
+def test_a_mention_with_a_csv_starts_a_batch(
+    make_slack, fake_slack: FakeSlack, settings: Settings, redis: redis_lib.Redis
+) -> None:
+    slack = make_slack()
+    rows = b"product,seed\nleather handbag,1\ncanvas tote,2\n"
+    csv_file = fake_slack.host_file(
+        name="batch.csv", data=rows, mimetype="text/csv", filetype="csv"
+    )
+    slack.send.event(
+        mention(
+            text="imagine batch product-photo --variations 2",
+            user=USER,
+            channel=CHANNEL,
+            files=[csv_file],
+        )  # fmt: skip
+    )
+    reply = wait_for(lambda: ephemerals(fake_slack), what="the reply")[0]
+    assert reply.startswith("Queued batch `b"), reply
+    assert "2 rows \u00d7 2 = 4 images on the bulk queue" in reply
+    assert queued_jobs(settings, redis) == 2
