@@ -25,6 +25,7 @@ from bot.state import JobRecord, dumps_ref, loads_ref
 from bot.tokens import TokenizeError, tokenize
 from engine.errors import UserError
 from engine.events import JobEvent
+from engine.redis_values import as_text
 from engine.spec import random_seed
 
 if TYPE_CHECKING:
@@ -161,14 +162,14 @@ class BatchDesk:
         """Follow a batch job: count its end and edit the batch's progress message; when
         every row has ended, post the manifest once."""
         batch_id = job.spec.origin.get("batch")
-        if not batch_id or not event.terminal:
-            return
+        if not batch_id or not event.terminal or self.meta(batch_id) is None:
+            return  # not a batch job, not an end, or a batch that was never queued whole
         key = self._key(batch_id)
         self.redis.hset(key, f"status:{job.spec.id}", event.kind)
         self.report.progress(batch_id)
         if self.report.finished(batch_id):
             generation = self.redis.hget(key, "generation") or b"0"
-            if self.service.state.once("batch-done", batch_id, _text(generation)):
+            if self.service.state.once("batch-done", batch_id, as_text(generation)):
                 self.report.post_manifest(batch_id)
 
     # -- state --------------------------------------------------------------------------
@@ -247,17 +248,13 @@ class BatchDesk:
 
     def _latest(self, channel: str) -> str | None:
         raw = self.redis.lindex(self._channel_key(channel), -1)
-        return _text(raw) if raw is not None else None
+        return as_text(raw) if raw is not None else None
 
     def _key(self, batch_id: str) -> str:
         return self.report.key(batch_id)
 
     def _channel_key(self, channel: str) -> str:
         return f"{self.prefix}:batches:{channel}"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _csv(event: CommandEvent) -> Any:

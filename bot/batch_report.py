@@ -16,6 +16,7 @@ from bot.manifest import ManifestEntry, manifest_csv, zip_parts
 from bot.ports import MessageRef
 from bot.state import loads_ref
 from bot.texts import progress_bar
+from engine.redis_values import as_text
 from engine.spec import JobResult
 
 if TYPE_CHECKING:
@@ -43,22 +44,17 @@ class BatchReport:
 
     def rows(self, batch_id: str) -> list[RowView]:
         """Every row with its latest job, in file order."""
-        fields = {_text(k): _text(v) for k, v in self.redis.hgetall(self.key(batch_id)).items()}
-        views = []
-        for name, job_id in fields.items():
-            if name.startswith("row:"):
-                views.append(RowView(int(name[4:]), job_id, fields.get(f"status:{job_id}")))
-        return sorted(views, key=lambda v: v.number)
+        return _rows(self._fields(batch_id))
 
     def finished(self, batch_id: str) -> bool:
         """Whether every row's latest job has ended."""
         rows = self.rows(batch_id)
         return bool(rows) and all(r.status in ENDED for r in rows)
 
-    def summary(self, batch_id: str) -> str:
+    def summary(self, batch_id: str, *, fields: dict[str, str] | None = None) -> str:
         """One line: rows done, images, failures, and time left or taken."""
-        meta = self._meta(batch_id)
-        rows = self.rows(batch_id)
+        fields = fields if fields is not None else self._fields(batch_id)
+        meta, rows = json.loads(fields["meta"]), _rows(fields)
         done = [r for r in rows if r.status in ENDED]
         failed = [r.number for r in rows if r.status in ("failed", "cancelled")]
         images = (len(done) - len(failed)) * int(meta["variations"])
@@ -74,20 +70,20 @@ class BatchReport:
 
     def progress(self, batch_id: str) -> None:
         """Edit the batch's one progress message in place (only when its text changes)."""
-        meta = self._meta(batch_id)
-        rows = self.rows(batch_id)
+        fields = self._fields(batch_id)  # one read for the whole message
+        meta, rows = json.loads(fields["meta"]), _rows(fields)
         done = sum(r.status in ENDED for r in rows)
-        text = f"\U0001f4e6 `{progress_bar(done, len(rows))}` {self.summary(batch_id)}"
+        summary = self.summary(batch_id, fields=fields)
+        text = f"\U0001f4e6 `{progress_bar(done, len(rows))}` {summary}"
         if done == len(rows):
             text += (
                 f" React on each image to review it; `/imagine batch status {batch_id}` sends "
                 f"the manifest, `/imagine batch retry {batch_id}` re-runs failed and rejected rows."
             )
-        key = self.key(batch_id)
-        if _text(self.redis.hget(key, "progress:text") or b"") == text:
+        if fields.get("progress:text") == text:
             return
         self.service.adapter.edit(message=loads_ref(meta["progress"]), text=text)
-        self.redis.hset(key, "progress:text", text)
+        self.redis.hset(self.key(batch_id), "progress:text", text)
 
     def rows_to_retry(self, batch_id: str) -> list[tuple[int, str]]:
         """``(row, job)`` of rows that failed or have a rejected image."""
@@ -164,6 +160,12 @@ class BatchReport:
                 text=f"Approved images of batch `{batch_id}`{label}.",
             )
 
+    def _fields(self, batch_id: str) -> dict[str, str]:
+        fields = {as_text(k): as_text(v) for k, v in self.redis.hgetall(self.key(batch_id)).items()}
+        if "meta" not in fields:
+            raise KeyError(batch_id)
+        return fields
+
     def _meta(self, batch_id: str) -> dict[str, Any]:
         raw = self.redis.hget(self.key(batch_id), "meta")
         if raw is None:
@@ -175,11 +177,16 @@ class BatchReport:
         return f"{self.prefix}:batch:{batch_id}"
 
 
+def _rows(fields: dict[str, str]) -> list[RowView]:
+    views = [
+        RowView(int(name[4:]), job_id, fields.get(f"status:{job_id}"))
+        for name, job_id in fields.items()
+        if name.startswith("row:")
+    ]
+    return sorted(views, key=lambda v: v.number)
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
     return f"{round(seconds / 60)} min"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

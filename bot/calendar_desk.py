@@ -21,6 +21,7 @@ from bot.resolve import build_spec
 from bot.scheduler import CalendarScheduler, Clock, utc_now
 from bot.state import dumps_ref, loads_ref
 from bot.tokens import TokenizeError, tokenize
+from engine.redis_values import as_text
 from engine.spec import JobResult
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class CalendarDesk:
         if text is None:
             return False
         thread = loads_ref(
-            _text(self.redis.hget(self._week_key(run.calendar.name, run.key), "thread"))
+            as_text(self.redis.hget(self._week_key(run.calendar.name, run.key), "thread"))
         )
         self.service.adapter.post(channel=thread.channel, thread=thread.thread_id, text=text)
         return True
@@ -120,12 +121,12 @@ class CalendarDesk:
         raw_thread = self.redis.hget(key, "thread")
         if raw_thread is None:
             return None
-        thread = loads_ref(_text(raw_thread))
-        title = _text(self.redis.hget(key, "title") or b"")
+        thread = loads_ref(as_text(raw_thread))
+        title = as_text(self.redis.hget(key, "title") or b"")
         counts = {"approved": 0, "rejected": 0, "pending": 0}
         approved: list[str] = []
         state = self.service.state
-        for job_id in (_text(j) for j in self.redis.lrange(f"{key}:jobs", 0, -1)):
+        for job_id in (as_text(j) for j in self.redis.lrange(f"{key}:jobs", 0, -1)):
             raw = state.get_field(job_id, "result")
             if raw is None:
                 continue
@@ -204,7 +205,3 @@ class CalendarDesk:
 
     def _week_key(self, calendar: str, week: str) -> str:
         return f"{self.prefix}:calendar:{calendar}:{week}"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

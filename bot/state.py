@@ -29,6 +29,7 @@ import redis as redis_lib
 from pydantic import BaseModel
 
 from bot.ports import MessageRef, Vote
+from engine.redis_values import as_text
 from engine.spec import JobSpec
 
 ImageState = Literal["pending", "approved", "rejected"]
@@ -90,12 +91,12 @@ class BotState:
 
     def open_jobs(self, platform: str) -> set[str]:
         """Jobs for ``platform`` that have not ended (or whose end was not shown) yet."""
-        return {_text(v) for v in self.redis.smembers(self._key("open", platform))}
+        return {as_text(v) for v in self.redis.smembers(self._key("open", platform))}
 
     def get_field(self, job_id: str, field: str) -> str | None:
         """One field of the job hash (``progress``, ``posted:done``, ``image:0``...)."""
         value = self.redis.hget(self._key("job", job_id), field)
-        return _text(value) if value is not None else None
+        return as_text(value) if value is not None else None
 
     def set_field(self, job_id: str, field: str, value: str) -> None:
         """Record something about a job (what was posted, where)."""
@@ -124,7 +125,7 @@ class BotState:
     def image_state(self, message: MessageRef) -> ImageState:
         """pending, approved or rejected."""
         value = self.redis.hget(self._key("img", message.key), "state")
-        return _text(value) if value else "pending"  # type: ignore[return-value]
+        return as_text(value) if value else "pending"  # type: ignore[return-value]
 
     def set_image_field(self, message: MessageRef, field: str, value: str) -> None:
         """Record ``state``, ``export`` or ``rerendered`` of an image."""
@@ -137,7 +138,7 @@ class BotState:
     def image_field(self, message: MessageRef, field: str) -> str | None:
         """One field of an image's hash."""
         value = self.redis.hget(self._key("img", message.key), field)
-        return _text(value) if value is not None else None
+        return as_text(value) if value is not None else None
 
     def set_pending(self, record: ImageRecord, *, pending: bool) -> None:
         """Add the image to, or take it off, its channel's list of undecided images."""
@@ -153,7 +154,7 @@ class BotState:
         key = self._key("pending", platform, channel)
         records = []
         for member in self._members(key):
-            raw = self.redis.hget(self._key("img", _text(member)), "record")
+            raw = self.redis.hget(self._key("img", as_text(member)), "record")
             if raw:
                 records.append(ImageRecord.model_validate_json(raw))
             else:
@@ -177,7 +178,7 @@ class BotState:
             with self.redis.pipeline() as pipe:
                 try:
                     pipe.watch(key)
-                    if _text(pipe.get(key) or b"") == token:
+                    if as_text(pipe.get(key) or b"") == token:
                         pipe.multi()
                         pipe.delete(key)
                         pipe.execute()
@@ -200,7 +201,7 @@ class BotState:
         """Each user's current vote on the image: the latest reaction they still have on it."""
         current: dict[str, Vote] = {}
         for member in self._members(self._key("votes", message.key)):
-            vote, _, user = _text(member).partition(":")
+            vote, _, user = as_text(member).partition(":")
             current[user] = vote  # type: ignore[assignment]  # later entries win
         return current
 
@@ -214,7 +215,7 @@ class BotState:
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]], self.redis.xrange(self._key("audit"))
         )
-        return [{_text(k): _text(v) for k, v in fields.items()} for _, fields in entries]
+        return [{as_text(k): as_text(v) for k, v in fields.items()} for _, fields in entries]
 
     # -- once-only markers --------------------------------------------------------------
 
@@ -236,7 +237,7 @@ class BotState:
 
     def _members(self, key: str) -> list[str]:
         """A sorted set's members, lowest score first, as text."""
-        return [_text(m) for m in cast(list[bytes], self.redis.zrange(key, 0, -1))]
+        return [as_text(m) for m in cast(list[bytes], self.redis.zrange(key, 0, -1))]
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.base, *parts))
@@ -250,7 +251,3 @@ def dumps_ref(ref: MessageRef) -> str:
 def loads_ref(raw: str) -> MessageRef:
     """The inverse of :func:`dumps_ref`."""
     return MessageRef.from_dict(json.loads(raw))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

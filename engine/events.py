@@ -23,6 +23,7 @@ from typing import Any, Literal
 import redis as redis_lib
 from pydantic import BaseModel, Field
 
+from engine.redis_values import as_text
 from engine.settings import Settings
 from engine.spec import JobResult
 
@@ -67,7 +68,7 @@ class EventStream:
     def publish(self, event: JobEvent) -> str:
         """Append ``event``; return its stream entry id. Use :meth:`publish_terminal` for
         done/failed/cancelled so that each job ends exactly once."""
-        return _text(self.redis.xadd(self.key, self._fields(event), **self._trim()))
+        return as_text(self.redis.xadd(self.key, self._fields(event), **self._trim()))
 
     def publish_terminal(self, event: JobEvent) -> str | None:
         """Publish a terminal event unless the job already has one; return the entry id, or
@@ -87,12 +88,12 @@ class EventStream:
                 _, entry_id = pipe.execute()
             except redis_lib.WatchError:
                 return None
-        return _text(entry_id)
+        return as_text(entry_id)
 
     def terminal_kind(self, job_id: str) -> str | None:
         """``done``, ``failed`` or ``cancelled`` once the job has ended, else ``None``."""
         value = self.redis.get(self.guard_key(job_id))
-        return _text(value) if value is not None else None
+        return as_text(value) if value is not None else None
 
     def guard_key(self, job_id: str) -> str:
         """The key that records that ``job_id`` has ended."""
@@ -166,7 +167,9 @@ class EventStream:
             return []
         # redis-py returns [[stream, entries]] (RESP2) or {stream: [entries]} (RESP3).
         streams = reply.items() if isinstance(reply, dict) else reply
-        return [(_text(entry_id), fields) for _, entries in streams for entry_id, fields in entries]
+        return [
+            (as_text(entry_id), fields) for _, entries in streams for entry_id, fields in entries
+        ]
 
     def _decode(
         self, group: str, entries: list[tuple[str, dict | None]]
@@ -191,7 +194,3 @@ class EventStream:
 def _event(fields: dict) -> JobEvent:
     # Keys are bytes unless the client was made with decode_responses=True.
     return JobEvent.model_validate_json(fields.get(b"event") or fields["event"])
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -33,6 +33,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
 
 from engine.events import EventStream, JobEvent
 from engine.queue import rq_job_id
+from engine.redis_values import as_text
 from engine.settings import Settings
 from engine.tasks import running_key
 
@@ -111,7 +112,7 @@ def recover_abandoned(*, redis: redis_lib.Redis, settings: Settings) -> list[str
     """Requeue (or fail) every running job whose worker is no longer alive; return their ids."""
     recovered = []
     for raw_job, raw_worker in redis.hgetall(running_key(settings)).items():
-        job_id, worker = _text(raw_job), _text(raw_worker)
+        job_id, worker = as_text(raw_job), as_text(raw_worker)
         if redis.exists(alive_key(settings, worker)):
             continue
         if not redis.hdel(running_key(settings), job_id):
@@ -171,7 +172,7 @@ def requeue(*, redis: redis_lib.Redis, settings: Settings, job_id: str, spend_re
 def _forget_worker(redis: redis_lib.Redis, name: str) -> None:
     """Drop a dead worker's RQ registration now instead of when its keys expire."""
     key = f"rq:worker:{name}"
-    queues = _text(redis.hget(key, "queues") or b"")
+    queues = as_text(redis.hget(key, "queues") or b"")
     with redis.pipeline() as pipe:
         pipe.srem(REDIS_WORKER_KEYS, key)
         for queue in filter(None, queues.split(",")):
@@ -185,7 +186,3 @@ def _origin(job: Job) -> dict[str, str]:
         return dict(job.args[0].get("origin") or {})
     except Exception:
         return {}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
