@@ -14,19 +14,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
-from bot.batch_plan import BATCH_USAGE, PlannedRow, parse_batch_command, plan_batch
+from bot.batch_plan import BATCH_USAGE, PlannedRow, new_batch_id, parse_batch_command, plan_batch
 from bot.batch_report import BatchReport
 from bot.meta import requester_key
 from bot.ports import CommandEvent, MessageRef
+from bot.review import reseeded
 from bot.state import JobRecord, dumps_ref, loads_ref
 from bot.tokens import TokenizeError, tokenize
 from engine.errors import UserError
 from engine.events import JobEvent
 from engine.redis_values import as_text
-from engine.spec import random_seed
 
 if TYPE_CHECKING:
     from bot.service import BotService
@@ -89,7 +88,7 @@ class BatchDesk:
             bot_settings=service.bot_settings,
             requested_by=requester_key(event.platform, event.user),
         )
-        batch_id = "b" + uuid.uuid4().hex[:9]
+        batch_id = new_batch_id()
         images = len(planned) * variations
         thread = service.adapter.post(
             channel=event.channel,
@@ -136,14 +135,7 @@ class BatchDesk:
             record = self.service.state.job(job_id)
             if record is None:
                 continue
-            spec = record.spec.model_copy(
-                update={
-                    "id": uuid.uuid4().hex[:12],
-                    "seed": random_seed(),
-                    "created_at": time.time(),
-                    "parent": job_id,
-                }  # fmt: skip
-            )
+            spec = reseeded(record.spec, settings=self.service.settings, parent=job_id)
             planned.append((number, spec))
         # A new generation: the manifest is posted again once the re-runs end.
         self.redis.hincrby(self._key(batch_id), "generation", 1)

@@ -12,10 +12,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import uuid
 from pathlib import Path
 
-from bot.batch_plan import PlannedRow, parse_batch_command, plan_batch
+from bot.batch_plan import (
+    PlannedRow,
+    image_file_name,
+    new_batch_id,
+    parse_batch_command,
+    plan_batch,
+)
 from bot.manifest import ManifestEntry, manifest_csv
 from bot.settings import BotSettings
 from engine.catalog import Catalog
@@ -63,18 +68,18 @@ def run(args: argparse.Namespace) -> int:
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    return _render(planned, args=args, settings=settings)
+    return _render(planned, args=args, settings=settings, catalog=catalog)
 
 
-def _render(planned: list[PlannedRow], *, args: argparse.Namespace, settings) -> int:
+def _render(planned: list[PlannedRow], *, args: argparse.Namespace, settings, catalog) -> int:
     from tqdm import tqdm
 
     from engine.embedded import redis_for, start_embedded_worker
 
     redis = redis_for(settings)
     events = EventStream(redis=redis, settings=settings)
-    queue = JobQueue(redis=redis, settings=settings)
-    batch_id = "b" + uuid.uuid4().hex[:9]
+    queue = JobQueue(redis=redis, settings=settings, catalog=catalog)
+    batch_id = new_batch_id()
     group = f"cli-{batch_id}"
     events.ensure_group(group, start="$")  # only this run's events from here on
     worker = None
@@ -136,7 +141,7 @@ def _write(ended: dict[str, JobEvent], *, rows: dict[str, PlannedRow], out: Path
             entries.append(ManifestEntry(number, 0, "", None, item.spec.prompt, "failed", job_id))
             continue
         for image in event.result.images:
-            name = f"row{number:03d}-v{image.index + 1}-{image.seed}.png"
+            name = image_file_name(number, image.index, image.seed)
             (out / name).write_bytes(store.get(image.artifact_id))
             entries.append(
                 ManifestEntry(

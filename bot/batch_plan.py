@@ -8,6 +8,7 @@ anything is queued, and every problem is reported with its row number.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from dataclasses import dataclass
 
 from bot.batch_csv import BatchFileError, BatchRow, read_batch_csv
@@ -33,6 +34,16 @@ class PlannedRow:
     row: BatchRow
     spec: JobSpec
     label: str  # "Row 2 · Red Widget", shown under each of its images
+
+
+def new_batch_id() -> str:
+    """A short id people can type (``/imagine batch status b3f2a9c81d``)."""
+    return "b" + uuid.uuid4().hex[:9]
+
+
+def image_file_name(row: int, index: int, seed: int) -> str:
+    """How a batch image is named in manifests, zips and the CLI's output folder."""
+    return f"row{row:03d}-v{index + 1}-{seed}.png"
 
 
 def parse_batch_command(text: str, *, catalog: Catalog) -> tuple[ImagineRequest, int]:
@@ -117,4 +128,12 @@ def _label(row: BatchRow) -> str:
     return f"Row {row.number} \u00b7 {first}" if first else f"Row {row.number}"
 
 
-__all__ = ["BATCH_USAGE", "BatchFileError", "PlannedRow", "parse_batch_command", "plan_batch"]
+__all__ = [
+    "BATCH_USAGE",
+    "image_file_name",
+    "new_batch_id",
+    "BatchFileError",
+    "PlannedRow",
+    "parse_batch_command",
+    "plan_batch",
+]

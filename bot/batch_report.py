@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.batch_plan import image_file_name
 from bot.manifest import ManifestEntry, manifest_csv, zip_parts
 from bot.ports import MessageRef
 from bot.state import loads_ref
@@ -107,7 +108,7 @@ class BatchReport:
                 entries.append(ManifestEntry(row.number, 0, "", None, prompt, status, row.job_id))
                 continue
             for image in JobResult.model_validate_json(raw).images:
-                name = f"row{row.number:03d}-v{image.index + 1}-{image.seed}.png"
+                name = image_file_name(row.number, image.index, image.seed)
                 message_id = state.get_field(row.job_id, f"image:{image.index}")
                 review = "pending"
                 if message_id is not None:

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from bot.calendar import Calendar, WeekRun, load_calendars, run_for_week
+from bot.calendar import Calendar, WeekRun, load_calendars, run_for
 from bot.commands import ImagineRequest
 from bot.meta import requester_key
 from bot.ports import CommandEvent, MessageRef
@@ -194,10 +194,8 @@ class CalendarDesk:
         posted = []
         for calendar_name in names:
             calendar = self.calendars[calendar_name]
-            due = calendar.cron.last_at_or_before(self.scheduler.clock())
-            run = run_for_week(calendar, f"{due.isocalendar().year}-W{due.isocalendar().week:02d}")
-            if run is not None and self.digest(calendar_name, run.key) is not None:
-                self.post_digest(run)
+            run = run_for(calendar, calendar.cron.last_at_or_before(self.scheduler.clock()))
+            if run is not None and self.post_digest(run):
                 posted.append(f"`{calendar_name}` {run.title}")
         if not posted:
             return "No calendar week has been posted yet, so there is nothing to sum up."

@@ -91,12 +91,15 @@ class Attachment:
     role: AttachmentRole | None = None
 
     def read(self) -> bytes:
-        """The file's bytes."""
+        """The file's bytes, fetched on first use."""
         if self.data is not None:
             return self.data
         if self.fetch is None:
             raise ValueError(f"attachment {self.filename} has neither data nor fetch")
-        return self.fetch()
+        data = self.fetch()
+        # Kept, so the checks, the store and the batch desk never download a file twice.
+        object.__setattr__(self, "data", data)
+        return data
 
 
 @dataclass(frozen=True)

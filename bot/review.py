@@ -221,15 +221,25 @@ class ReviewDesk:
 
 def rerender_spec(spec: JobSpec, *, image: ImageRecord, settings: Settings) -> JobSpec:
     """One image again with a fresh seed: same prompt and settings, lineage ``job/index``."""
+    return reseeded(spec, settings=settings, count=1, parent=f"{spec.id}/{image.index}",
+                    avoid=image.seed)  # fmt: skip
+
+
+def reseeded(
+    spec: JobSpec, *, settings: Settings, parent: str, count: int | None = None,
+    avoid: int | None = None,
+) -> JobSpec:  # fmt: skip
+    """The same job with a new id and a fresh seed (checked against the limits again, which
+    may have changed since): re-renders and batch retries."""
     fields = spec.model_dump(exclude={"id", "seed", "count", "parent", "created_at"})
     seed = random_seed()
-    if seed == image.seed:  # one in four billion, but "a new seed" should be new
+    if seed == avoid:  # one in four billion, but "a new seed" should be new
         seed = (seed + 1) % 2**32
     return new_spec(
         limits=settings.limits,
         seed=seed,
-        count=1,
-        parent=f"{spec.id}/{image.index}",
+        count=spec.count if count is None else count,
+        parent=parent,
         **{**fields, "id": uuid.uuid4().hex[:12]},
     )
 

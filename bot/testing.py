@@ -27,7 +27,6 @@ from bot.ports import Attachment, CommandEvent, MessageRef, ReactionEvent, Vote,
 from bot.service import BotService
 from bot.settings import BotSettings
 from engine.catalog import Catalog
-from engine.events import EventStream
 from engine.queue import JobQueue
 from engine.settings import Settings
 from engine.store import ArtifactStore, store_from_settings
@@ -257,13 +256,7 @@ class FakeChat:
             self.worker = None
 
     def _service(self) -> BotService:
-        return BotService(
-            adapter=self.adapter,
-            queue=self.queue,
-            events=EventStream(redis=self.redis, settings=self.settings),
-            catalog=self.catalog,
-            store=self.store,
-            settings=self.settings,
-            bot_settings=self.bot_settings,
-            redis=self.redis,
-        )
+        return BotService.build(
+            adapter=self.adapter, settings=self.settings, bot_settings=self.bot_settings,
+            redis=self.redis, catalog=self.catalog,
+        )  # fmt: skip

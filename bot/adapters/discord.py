@@ -120,17 +120,22 @@ class DiscordAdapter:
     ) -> MessageRef:
         """Coroutine of :meth:`upload`."""
         target = await self._target(channel=channel, thread=thread)
-        fitted = await asyncio.to_thread(
-            fit_upload, data, filename=filename, limit=self.upload_limit(channel)
-        )
-        caption = text if fitted.note is None else f"{text}\n-# {fitted.note}"
-        file = discord.File(io.BytesIO(fitted.data), filename=fitted.filename)
+        # Manifests and zips (batches) are files to download, not images to fit or vote on.
+        image = filename.lower().endswith(IMAGE_SUFFIXES)
+        caption = text
+        if image:
+            fitted = await asyncio.to_thread(
+                fit_upload, data, filename=filename, limit=self.upload_limit(channel)
+            )
+            data, filename = fitted.data, fitted.filename
+            caption = text if fitted.note is None else f"{text}\n-# {fitted.note}"
+        file = discord.File(io.BytesIO(data), filename=filename)
         with handle_message_parameters(
             content=_content(caption), file=file, allowed_mentions=_MENTIONS
         ) as params:
             posted = await self._send(target, params)
         ref = MessageRef(PLATFORM, channel, str(posted["id"]), thread)
-        if self._settings.seed_reactions:
+        if image and self._settings.seed_reactions:
             # In the background: three reactions take about a second of rate limit, and
             # the next image should not wait for them.
             self._spawn(self._seed_reactions(target, ref.id))
@@ -320,6 +325,7 @@ class DiscordAdapter:
             raise
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
 
 

@@ -65,6 +65,7 @@ class ProofroomDiscord(discord.Client):
         super().__init__(intents=intents, **options)
         self.settings = settings
         self.catalog = catalog
+        self.limits = limits
         self.adapter = DiscordAdapter(client=self, settings=settings)
         self.tree = app_commands.CommandTree(self)
         self.service: Service | None = None
@@ -208,7 +209,7 @@ class ProofroomDiscord(discord.Client):
                 data,
                 filename=file.filename,
                 max_bytes=limit,
-                max_pixels=self.settings.max_pixels,
+                max_pixels=self.limits.max_input_pixels,  # the worker's own limit
             )
             name = file.filename if file.filename not in used else f"{role}-{file.filename}"
             used.add(name)

@@ -48,7 +48,6 @@ class DiscordSettings(BaseSettings):
     # Incoming attachments (init image, mask, control): refused above these limits,
     # the size before downloading, the pixels before decoding.
     max_attachment_bytes: int = 20 * MIB
-    max_pixels: int = 4096 * 4096
     # Outgoing images: the guild's limit when no interaction told us (10 MiB without boost).
     upload_limit_bytes: int = 10 * MIB
     # Put ✅ ❌ 🔁 under each image so a vote is one click (needs Add Reactions and
