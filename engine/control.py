@@ -16,7 +16,7 @@ from engine.spec import ControlType
 # A1111 / ControlNet 1.1 defaults for the canny preprocessor.
 CANNY_LOW = 100
 CANNY_HIGH = 200
-PREPROCESSED: tuple[ControlType, ...] = ("canny",)
+PREPROCESSED: tuple[ControlType, ...] = ("canny",)  # made here; the rest come prepared
 
 
 def canny(image: Image.Image, *, low: int = CANNY_LOW, high: int = CANNY_HIGH) -> Image.Image:
@@ -31,6 +31,6 @@ def canny(image: Image.Image, *, low: int = CANNY_LOW, high: int = CANNY_HIGH) -
 
 def control_image(image: Image.Image, *, control: ControlType) -> Image.Image:
     """The guide for a ``control`` ControlNet from an already fitted RGB ``image``."""
-    if control == "canny":
+    if control in PREPROCESSED:
         return canny(image)
     return image.convert("RGB")  # depth, openpose, scribble: prepared by the user

@@ -161,7 +161,7 @@ class PipelineCache:
 
     def acquire(self, model: ModelEntry) -> tuple[LoadedPipeline, float]:
         """The pipeline of ``model`` and the seconds spent loading it now (0.0 when warm)."""
-        key = ("model", model.name, model.source, model.family)
+        key = _model_key(model)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -182,13 +182,15 @@ class PipelineCache:
             self.loads[model.name] += 1
             self.load_seconds += seconds
             self._entries[key] = loaded
-            self._evict(keep=key)
+            self._evict(keep=(key,))
             log.info(
                 "loaded model %s in %.1fs (%.0f MiB)", model.name, seconds, loaded.nbytes / 2**20
             )
             return loaded, seconds
 
-    def acquire_controlnet(self, entry: ControlNetEntry) -> tuple[LoadedControlNet, float]:
+    def acquire_controlnet(
+        self, entry: ControlNetEntry, *, model: ModelEntry | None = None
+    ) -> tuple[LoadedControlNet, float]:
         """The ControlNet of ``entry`` and the seconds spent loading it now (0.0 when warm).
         Entries with the same source share one module."""
         key = ("controlnet", entry.source)
@@ -203,7 +205,9 @@ class PipelineCache:
             self.controlnet_loads[entry.source] += 1
             self.load_seconds += seconds
             self._entries[key] = loaded
-            self._evict(keep=key)
+            # The job's model was acquired just before; evicting it would only make the
+            # next job load it again while this one still holds it.
+            self._evict(keep=(key, _model_key(model)) if model else (key,))
             log.info("loaded ControlNet %s in %.1fs", entry.name, seconds)
             return loaded, seconds
 
@@ -243,16 +247,19 @@ class PipelineCache:
             self._entries.clear()
             self._free()
 
-    def _evict(self, *, keep: tuple[str, ...]) -> None:
-        while self.total_bytes > self.budget_bytes and len(self._entries) > 1:
-            key, old = next((k, e) for k, e in self._entries.items() if k != keep)
+    def _evict(self, *, keep: tuple[tuple[str, ...], ...]) -> None:
+        evicted = False
+        while self.total_bytes > self.budget_bytes and len(self._entries) > len(keep):
+            key, old = next((k, e) for k, e in self._entries.items() if k not in keep)
             del self._entries[key]
             if isinstance(old, LoadedControlNet):
                 for entry in self._entries.values():
                     if isinstance(entry, LoadedPipeline):
                         entry.forget(old.key)
             log.info("evicted %s to stay within the cache budget", "/".join(key[1:3]))
-        self._free()
+            evicted = True
+        if evicted:
+            self._free()
 
     def _free(self) -> None:
         if self.device.startswith("cuda"):
@@ -311,3 +318,7 @@ def module_bytes(module: Any) -> int:
     """Bytes of the parameters and buffers of one torch module."""
     tensors = [*module.parameters(), *module.buffers()]
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _model_key(model: ModelEntry) -> tuple[str, ...]:
+    return ("model", model.name, model.source, model.family)

@@ -176,7 +176,9 @@ class JobQueue:
     def position(self, job_id: str) -> int | None:
         """Place in line (1 = next to start) among the jobs of its model family, interactive
         before bulk; ``None`` when the job is not waiting."""
-        job = self._job(job_id)
+        return self._position(self._job(job_id))
+
+    def _position(self, job: Job | None) -> int | None:
         if job is None or not job.origin:
             return None
         index = self._queue(job.origin).get_job_position(job.id)
@@ -188,10 +190,12 @@ class JobQueue:
 
     def status(self, job_id: str) -> JobState | None:
         """Where the job is: queued, started, done, failed or cancelled; ``None`` if unknown."""
+        return self._status(job_id, self._job(job_id))
+
+    def _status(self, job_id: str, job: Job | None) -> JobState | None:
         ended = self.events.terminal_kind(job_id)
         if ended is not None:
             return ended  # type: ignore[return-value]
-        job = self._job(job_id)
         if job is None:
             return None
         return _STATES.get(job.get_status(), "queued")
@@ -207,12 +211,14 @@ class JobQueue:
         infos = []
         for raw in self.redis.smembers(key):
             job_id = raw.decode() if isinstance(raw, bytes) else raw
-            state = self.status(job_id)
-            spec = self.spec(job_id) if state == "queued" or state == "started" else None
+            job = self._job(job_id)  # fetched once for state, spec and place in line
+            state = self._status(job_id, job)
+            active = job is not None and state in ("queued", "started")
+            spec = self._spec_of(job) if active else None
             if spec is None or state is None:
                 self.redis.srem(key, job_id)  # ended or expired: prune the index
                 continue
-            position = self.position(job_id) if state == "queued" else None
+            position = self._position(job) if state == "queued" else None
             infos.append(JobInfo(job_id=job_id, state=state, position=position, spec=spec))
         return sorted(infos, key=lambda info: info.spec.created_at)
 

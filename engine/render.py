@@ -57,7 +57,7 @@ def render(
     loaded, load_s = cache.acquire(model)
     control = None
     if controlnet is not None:
-        control, control_s = cache.acquire_controlnet(controlnet)
+        control, control_s = cache.acquire_controlnet(controlnet, model=model)
         load_s += control_s
     render_started = time.perf_counter()
     images: list[ImageResult] = []

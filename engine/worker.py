@@ -9,7 +9,7 @@ Stopping: the first SIGTERM/SIGINT lets the current job finish, then exits; a se
 at once and puts the job back at the front of its queue (without spending a retry).
 
 Observability: ``{prefix}:worker:{name}:stats`` is a hash with ``jobs`` (jobs run), ``loads``
-(model loads in total) and ``loads:{model}``, ``families`` and ``pid``; tests and operators read
+(model loads in total), ``loads:{model}`` and ``pid``; tests and operators read
 it from outside the process.
 """
 
