@@ -128,6 +128,7 @@ class Delivery:
                 data=self.store.get(image.artifact_id),
                 filename=f"{job.spec.id}-{image.index}-{image.seed}.png",
                 text=_labelled(job, texts.caption(record, parent=parent)),
+                votable=True,
             )
             record = record.model_copy(update={"message": ref, "root": job.root or ref.key})
             self.state.add_image(record)

@@ -155,9 +155,18 @@ class ChatAdapter(Protocol):
         ...
 
     def upload(
-        self, *, channel: str, thread: str | None, data: bytes, filename: str, text: str
+        self,
+        *,
+        channel: str,
+        thread: str | None,
+        data: bytes,
+        filename: str,
+        text: str,
+        votable: bool = False,
     ) -> MessageRef:
-        """Post one file with a caption as its own message (so it can be reacted to)."""
+        """Post one file with a caption as its own message. ``votable``: an image for review
+        (a result), where a platform may offer the vote reactions; input previews,
+        manifests and zips are not."""
         ...
 
     def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:

@@ -40,6 +40,7 @@ class FakeMessage:
     text: str
     data: bytes | None = None
     filename: str | None = None
+    votable: bool = False
     history: list[str] = field(default_factory=list)
 
     @property
@@ -87,10 +88,12 @@ class FakeAdapter:
             current.text = text
 
     def upload(self, *, channel: str, thread: str | None, data: bytes, filename: str,
-               text: str) -> MessageRef:  # fmt: skip
+               text: str, votable: bool = False) -> MessageRef:  # fmt: skip
         """Record a file message."""
-        self._call("upload", channel=channel, thread=thread, filename=filename, text=text)
-        return self._add(channel=channel, thread=thread, text=text, data=data, filename=filename)
+        self._call("upload", channel=channel, thread=thread, filename=filename, text=text,
+                   votable=votable)  # fmt: skip
+        return self._add(channel=channel, thread=thread, text=text, data=data, filename=filename,
+                         votable=votable)  # fmt: skip
 
     def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:
         """Record an ephemeral notice."""

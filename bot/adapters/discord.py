@@ -1,8 +1,9 @@
 """The Discord side of the :class:`~bot.ports.ChatAdapter` port: a translator, no rules.
 
-Everything goes through discord.py's HTTP layer with the bot token (``client.http``: its
-rate limiter and retries), never through an interaction's webhook, whose token dies after
-15 minutes while a job may take longer. Payload dicts in, :mod:`bot.ports` values out.
+Everything goes through discord.py's models with the bot token (``channel.send``,
+``message.edit``, ``message.add_reaction``: its rate limiter and retries), never through an
+interaction's webhook, whose token dies after 15 minutes while a job may take longer.
+Payload dicts in, :mod:`bot.ports` values out.
 
 - A thread is the port's "thread": it is started from the bot's own message on first use
   (``POST /channels/{channel}/messages/{message}/threads``) and then has that message's
@@ -28,7 +29,6 @@ from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
 import discord
-from discord.http import handle_message_parameters
 
 from bot.adapters.discord_settings import DiscordSettings
 from bot.adapters.images import fit_upload
@@ -58,7 +58,9 @@ class DiscordAdapter:
         # Caches only: Discord is the truth (a second thread start answers THREAD_EXISTS,
         # a thread's parent can be fetched), so a restart loses nothing.
         self._threads: dict[str, str] = {}  # thread id -> parent channel id
-        self._roots: OrderedDict[str, str] = OrderedDict()  # root message id -> its text
+        # Messages this bot posted, newest last: a thread is named after its root's text,
+        # and an edit needs no lookup. After a restart, ids alone still do (partial messages).
+        self._sent: OrderedDict[str, discord.Message] = OrderedDict()
         self._upload_limits: dict[str, int] = {}  # channel id -> bytes, from interactions
         self._role_names: dict[int, dict[str, str]] = {}  # guild -> role id -> name
         self._thread_locks: dict[str, asyncio.Lock] = {}
@@ -84,11 +86,26 @@ class DiscordAdapter:
         self._wait(self.aedit(message=message, text=text))
 
     def upload(
-        self, *, channel: str, thread: str | None, data: bytes, filename: str, text: str
+        self,
+        *,
+        channel: str,
+        thread: str | None,
+        data: bytes,
+        filename: str,
+        text: str,
+        votable: bool = False,
     ) -> MessageRef:
-        """One image as its own message, re-encoded if over the channel's upload limit."""
+        """One file as its own message; an image over the channel's upload limit is
+        re-encoded to fit, and a ``votable`` one gets the vote reactions."""
         return self._wait(
-            self.aupload(channel=channel, thread=thread, data=data, filename=filename, text=text)
+            self.aupload(
+                channel=channel,
+                thread=thread,
+                data=data,
+                filename=filename,
+                text=text,
+                votable=votable,
+            )
         )
 
     def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:
@@ -100,46 +117,44 @@ class DiscordAdapter:
     async def apost(self, *, channel: str, text: str, thread: str | None = None) -> MessageRef:
         """Coroutine of :meth:`post`."""
         target = await self._target(channel=channel, thread=thread)
-        content = _content(text)
-        with handle_message_parameters(content=content, allowed_mentions=_MENTIONS) as params:
-            data = await self._send(target, params)
-        if thread is None:
-            self._remember_root(str(data["id"]), content)
-        return MessageRef(PLATFORM, channel, str(data["id"]), thread)
+        sent = await self._send(target, content=_content(text))
+        return MessageRef(PLATFORM, channel, str(sent.id), thread)
 
     async def aedit(self, *, message: MessageRef, text: str) -> None:
         """Coroutine of :meth:`edit`."""
-        where = message.thread or message.channel
-        with handle_message_parameters(content=_content(text), allowed_mentions=_MENTIONS) as p:
-            await self._client.http.edit_message(where, message.id, params=p)
-        if message.thread is None:
-            self._remember_root(message.id, text)
+        target: discord.Message | discord.PartialMessage | None = self._sent.get(message.id)
+        if target is None:  # posted before a restart: its id is enough to edit it
+            where = self._client.get_partial_messageable(int(message.thread or message.channel))
+            target = where.get_partial_message(int(message.id))
+        self._remember(await target.edit(content=_content(text), allowed_mentions=_MENTIONS))
 
     async def aupload(
-        self, *, channel: str, thread: str | None, data: bytes, filename: str, text: str
+        self,
+        *,
+        channel: str,
+        thread: str | None,
+        data: bytes,
+        filename: str,
+        text: str,
+        votable: bool = False,
     ) -> MessageRef:
         """Coroutine of :meth:`upload`."""
         target = await self._target(channel=channel, thread=thread)
-        # Manifests and zips (batches) are files to download, not images to fit or vote on.
-        image = filename.lower().endswith(IMAGE_SUFFIXES)
         caption = text
-        if image:
+        # Manifests and zips (batches) are files to download, not images to fit.
+        if filename.lower().endswith(IMAGE_SUFFIXES):
             fitted = await asyncio.to_thread(
                 fit_upload, data, filename=filename, limit=self.upload_limit(channel)
             )
             data, filename = fitted.data, fitted.filename
             caption = text if fitted.note is None else f"{text}\n-# {fitted.note}"
         file = discord.File(io.BytesIO(data), filename=filename)
-        with handle_message_parameters(
-            content=_content(caption), file=file, allowed_mentions=_MENTIONS
-        ) as params:
-            posted = await self._send(target, params)
-        ref = MessageRef(PLATFORM, channel, str(posted["id"]), thread)
-        if image and self._settings.seed_reactions:
+        posted = await self._send(target, content=_content(caption), file=file)
+        if votable and self._settings.seed_reactions:
             # In the background: three reactions take about a second of rate limit, and
             # the next image should not wait for them.
-            self._spawn(self._seed_reactions(target, ref.id))
-        return ref
+            self._spawn(self._seed_reactions(posted))
+        return MessageRef(PLATFORM, channel, str(posted.id), thread)
 
     # ---- inbound: reactions, roles, limits ----------------------------------------------
     async def reaction_event(self, raw: discord.RawReactionActionEvent) -> ReactionEvent | None:
@@ -247,14 +262,28 @@ class DiscordAdapter:
         self._thread_locks.pop(thread, None)
         return thread
 
-    async def _send(self, channel_id: str, params: Any) -> Any:
+    def _messageable(self, channel_id: str) -> discord.abc.Messageable:
+        """The cached channel or thread, else a partial one (an id is all a post needs)."""
+        cached = self._client.get_channel(int(channel_id))
+        if isinstance(cached, discord.abc.Messageable):
+            return cached
+        return self._client.get_partial_messageable(int(channel_id))
+
+    async def _send(
+        self, channel_id: str, *, content: str, file: discord.File | None = None
+    ) -> discord.Message:
         try:
-            return await self._client.http.send_message(channel_id, params=params)
+            sent = await self._messageable(channel_id).send(
+                content=content, allowed_mentions=_MENTIONS, files=[file] if file else []
+            )
         except discord.Forbidden as exc:
             raise _not_allowed(channel_id, exc) from None
+        self._remember(sent)
+        return sent
 
     async def _start_thread(self, *, channel: str, message_id: str) -> None:
-        name = _thread_name(self._roots.get(message_id) or "Proofroom job")
+        root = self._sent.get(message_id)
+        name = _thread_name(root.content if root is not None else "Proofroom job")
         try:
             await self._client.http.start_thread_with_message(
                 channel,
@@ -268,12 +297,12 @@ class DiscordAdapter:
             if exc.code != THREAD_EXISTS:  # started before (by us, before a restart): fine
                 raise
 
-    async def _seed_reactions(self, channel_id: str, message_id: str) -> None:
+    async def _seed_reactions(self, message: discord.Message) -> None:
         for vote in VOTES:
             try:
-                await self._client.http.add_reaction(channel_id, message_id, VOTE_EMOJI[vote])
+                await message.add_reaction(VOTE_EMOJI[vote])
             except discord.HTTPException as exc:  # e.g. no Add Reactions permission
-                log.warning("could not add %s to message %s: %s", vote, message_id, exc)
+                log.warning("could not add %s to message %s: %s", vote, message.id, exc)
                 return
 
     async def _names_of_roles(self, guild_id: int, ids: Iterable[str]) -> dict[str, str]:
@@ -294,11 +323,12 @@ class DiscordAdapter:
             names.update({r: known[r] for r in missing if r in known})
         return names
 
-    def _remember_root(self, message_id: str, text: str) -> None:
-        self._roots[message_id] = text
-        self._roots.move_to_end(message_id)
-        while len(self._roots) > 1000:
-            self._roots.popitem(last=False)
+    def _remember(self, message: discord.Message) -> None:
+        key = str(message.id)
+        self._sent[key] = message
+        self._sent.move_to_end(key)
+        while len(self._sent) > 1000:
+            self._sent.popitem(last=False)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

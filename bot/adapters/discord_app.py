@@ -58,11 +58,16 @@ class ProofroomDiscord(discord.Client):
     """The bot. Build it, :meth:`bind` a service made with :attr:`adapter`, then start it."""
 
     def __init__(
-        self, *, settings: DiscordSettings, catalog: Catalog, limits: Limits, **options: Any
+        self,
+        *,
+        settings: DiscordSettings,
+        catalog: Catalog,
+        limits: Limits,
+        intents: discord.Intents | None = None,
+        **options: Any,
     ) -> None:
-        intents = discord.Intents.default()
-        intents.message_content = False  # privileged, and nothing here reads message text
-        super().__init__(intents=intents, **options)
+        """``intents`` default to :func:`needed_intents`; ``options`` go to ``discord.Client``."""
+        super().__init__(intents=intents or needed_intents(), **options)
         self.settings = settings
         self.catalog = catalog
         self.limits = limits
@@ -169,7 +174,7 @@ class ProofroomDiscord(discord.Client):
             channel = parent
         self.adapter.remember_upload_limit(channel=channel, limit=interaction.filesize_limit)
         # Each typed option (image, mask, control) says which part its file plays.
-        attachments = await self._attachments(files)
+        attachments = await self.checked_attachments(files)
         member = interaction.user if isinstance(interaction.user, discord.Member) else None
         event = CommandEvent(
             platform=PLATFORM,
@@ -183,8 +188,11 @@ class ProofroomDiscord(discord.Client):
         )
         return await asyncio.to_thread(self.service.handle_command, event)
 
-    async def _attachments(self, files: dict[str, Any]) -> dict[str, Attachment]:
-        """Download and check each attached image; names made unique per command."""
+    async def checked_attachments(self, files: dict[str, Any]) -> dict[str, Attachment]:
+        """Download and check the files of a command's options (``{"image": attachment}``),
+        None for options not given. Images are checked (type, size, pixels; a CSV is left to
+        the batch desk) and named uniquely per command. Raises :class:`AttachmentError`
+        with the sentence to show, before anything is queued."""
         checked: dict[str, Attachment] = {}
         used: set[str] = set()
         for role, file in files.items():
@@ -221,6 +229,14 @@ class ProofroomDiscord(discord.Client):
                 role=role,  # type: ignore[arg-type]  # the option names: image, mask, control
             )
         return checked
+
+
+def needed_intents() -> discord.Intents:
+    """The defaults (guilds, reactions) without message content: privileged, and nothing
+    here reads message text. Members stay off too (privileged; roles come with events)."""
+    intents = discord.Intents.default()
+    intents.message_content = False
+    return intents
 
 
 # ---- the command tree -----------------------------------------------------------------------

@@ -55,17 +55,20 @@ class ShellAdapter:
             self._print(lines, message.id)
 
     def upload(self, *, channel: str, thread: str | None, data: bytes, filename: str,
-               text: str) -> MessageRef:  # fmt: skip
-        """Save the image and print its number, caption and path."""
+               text: str, votable: bool = False) -> MessageRef:  # fmt: skip
+        """Save the file and print its caption and path; a ``votable`` image gets the
+        number that ``:react`` takes."""
         with self._lock:
             self.image_dir.mkdir(parents=True, exist_ok=True)
             path = self.image_dir / Path(filename).name  # names come from the bot; stay inside
             path.write_bytes(data)
             ref = MessageRef(PLATFORM, channel, f"s{next(self._ids)}", thread)
             self.messages[ref.id] = ref
-            self.images.append(ref)
-            number = len(self.images)
-            self._print(self._format(ref, f"[#{number}] {text}\n    {path}"), ref.id)
+            label = ""
+            if votable:
+                self.images.append(ref)
+                label = f"[#{len(self.images)}] "
+            self._print(self._format(ref, f"{label}{text}\n    {path}"), ref.id)
             return ref
 
     def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:

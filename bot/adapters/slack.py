@@ -133,10 +133,18 @@ class SlackAdapter:
         )
 
     def upload(
-        self, *, channel: str, thread: str | None, data: bytes, filename: str, text: str
+        self,
+        *,
+        channel: str,
+        thread: str | None,
+        data: bytes,
+        filename: str,
+        text: str,
+        votable: bool = False,
     ) -> MessageRef:
         """One file, with ``text`` as its message, in ``thread``; the ref's id is the ts of
-        the message that carries the file."""
+        the message that carries the file. ``votable`` changes nothing: Slack shows the
+        reaction picker under every message."""
         response = self._call(
             "files_upload_v2",
             channel=channel,

@@ -56,6 +56,7 @@ def test_an_attached_image_with_strength_makes_an_img2img_job(chat: FakeChat) ->
     assert Image.open(io.BytesIO(shown.data)).size == (64, 64)
     outputs = [m for m in rest if m.is_image]
     assert [m.text.split(" \u00b7 ")[0] for m in outputs] == ["Image 1/2", "Image 2/2"]
+    assert (shown.votable, [m.votable for m in outputs]) == (False, [True, True])
     assert "Done: 2 images" in next(m.text for m in rest if not m.is_image)
     assert len(chat.images(reply.thread)) == 3
 

@@ -66,12 +66,27 @@ def test_edit_goes_to_the_thread_the_message_is_in(make_bot, fake_discord: FakeD
     assert edit.json["content"] == "done [the file](https://example.com/a)"
 
 
+def test_a_message_posted_before_a_restart_is_edited_by_its_id(make_bot, fake_discord):
+    first = make_bot().adapter
+    root = first.post(channel=CHANNEL_ID, text="job")
+    progress = first.post(channel=CHANNEL_ID, thread=root.id, text="queued")
+    restarted = make_bot().adapter  # has no message objects: the ids must do
+    restarted.edit(message=progress, text="rendering")
+    restarted.edit(message=root, text="job: rendering")
+    [in_thread] = fake_discord.calls_to("PATCH", f"/channels/{root.id}/messages/{progress.id}")
+    [in_channel] = fake_discord.calls_to("PATCH", f"/channels/{CHANNEL_ID}/messages/{root.id}")
+    assert (in_thread.json["content"], in_channel.json["content"]) == (
+        "rendering",
+        "job: rendering",
+    )
+
+
 def test_upload_is_one_message_with_one_file_and_vote_reactions(make_bot, fake_discord):
     adapter = make_bot().adapter
     root = adapter.post(channel=CHANNEL_ID, text="job")
     png = encoded("PNG")
     ref = adapter.upload(channel=CHANNEL_ID, thread=root.id, data=png, filename="j-0-7.png",
-                         text="image 1 of 1")  # fmt: skip
+                         text="image 1 of 1", votable=True)  # fmt: skip
     [call] = [c for c in fake_discord.channel_posts() if c.files]
     assert call.path == f"/channels/{root.id}/messages"
     assert call.files == [("j-0-7.png", png)]
