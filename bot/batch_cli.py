@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 def _render(planned: list[PlannedRow], *, args: argparse.Namespace, settings, catalog) -> int:
     from tqdm import tqdm
 
-    from engine.embedded import redis_for, start_embedded_worker
+    from engine.embedded import redis_for, worker_if_needed
 
     redis = redis_for(settings)
     events = EventStream(redis=redis, settings=settings)
@@ -82,22 +82,18 @@ def _render(planned: list[PlannedRow], *, args: argparse.Namespace, settings, ca
     batch_id = new_batch_id()
     group = f"cli-{batch_id}"
     events.ensure_group(group, start="$")  # only this run's events from here on
-    worker = None
-    if not settings.redis_url or args.embedded_worker:
-        worker = start_embedded_worker(settings=settings, redis=redis)
-        # One line per job from RQ would bury the progress bar.
-        logging.getLogger("rq.worker").setLevel(logging.WARNING)
-    else:
-        print(f"queued on {settings.redis_url}; waiting for a worker (`proofroom worker`)")
     rows = {item.spec.id: item for item in planned}
-    try:
-        _enqueue(queue, planned, batch_id=batch_id)
-        ended = _wait(events, group=group, jobs=set(rows), total=len(planned) * args.variations,
-                      progress=tqdm)  # fmt: skip
-    finally:
-        redis.xgroup_destroy(events.key, group)
-        if worker is not None:
-            worker.stop()
+    with worker_if_needed(settings=settings, redis=redis, wanted=args.embedded_worker) as worker:
+        if worker is not None:  # one line per job from RQ would bury the progress bar
+            logging.getLogger("rq.worker").setLevel(logging.WARNING)
+        else:
+            print(f"queued on {settings.redis_url}; waiting for a worker (`proofroom worker`)")
+        try:
+            _enqueue(queue, planned, batch_id=batch_id)
+            ended = _wait(events, group=group, jobs=set(rows),
+                          total=len(planned) * args.variations, progress=tqdm)  # fmt: skip
+        finally:
+            redis.xgroup_destroy(events.key, group)
     return _write(ended, rows=rows, out=args.out, settings=settings)
 
 

@@ -2,7 +2,8 @@
 
 An adapter calls three things: :meth:`BotService.handle_command` for ``/imagine`` (it
 returns the immediate reply), :meth:`BotService.handle_reaction` for reactions, and
-:meth:`BotService.pump` in a loop to bring job events into threads. Everything the service
+:meth:`BotService.pump_until` (or :meth:`BotService.pump` in a loop of its own) to bring job
+events into threads. Everything the service
 remembers is in Redis (``bot.state``), so a new ``BotService`` after a restart carries on
 where the old one stopped.
 """
@@ -10,6 +11,7 @@ where the old one stopped.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -259,6 +261,17 @@ class BotService:
             )
 
     # -- job events -----------------------------------------------------------------------
+
+    def pump_until(self, stop: threading.Event, *, block_ms: int = 1000) -> None:
+        """:meth:`pump` until ``stop`` is set (checked after each read of up to
+        ``block_ms``): every runner's event loop. A failure (Redis away, say) is logged and
+        tried again after a second, without spinning and without ending the loop."""
+        while not stop.is_set():
+            try:
+                self.pump(block_ms=block_ms)
+            except Exception:
+                log.exception("event pump failed; retrying in 1 s")
+                stop.wait(1.0)
 
     def pump(self, *, block_ms: int = 1000, count: int = 100) -> int:
         """Read job events (waiting up to ``block_ms``), show them in their threads, ack

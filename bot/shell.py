@@ -30,7 +30,6 @@ from engine.catalog import Catalog
 from engine.embedded import redis_for
 from engine.settings import Settings
 
-log = logging.getLogger(__name__)
 SHELL_HELP = """\
   /imagine ...                 a command, as in Slack or Discord (/imagine help)
   :react N VOTE [as USER]      vote on image #N: approve, reject, rerender (or an emoji)
@@ -93,7 +92,13 @@ class Shell:
 
             self._worker = start_embedded_worker(settings=settings, redis=self.redis)
         self._stop = threading.Event()
-        self._pump = threading.Thread(target=self._pump_loop, name="shell-pump", daemon=True)
+        self._pump = threading.Thread(
+            target=self.service.pump_until,
+            args=(self._stop,),
+            kwargs={"block_ms": 200},
+            name="shell-pump",
+            daemon=True,
+        )
 
     def __enter__(self) -> Shell:
         self._pump.start()
@@ -199,14 +204,6 @@ class Shell:
             )  # fmt: skip
         )
         return True
-
-    def _pump_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.service.pump(block_ms=200)
-            except Exception:  # keep the channel alive; the log says what broke
-                log.exception("event pump failed")
-                time.sleep(1)
 
 
 class _WarningsOnly(logging.Filter):

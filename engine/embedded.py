@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import fakeredis
 import redis as redis_lib
@@ -105,3 +107,20 @@ def start_embedded_worker(
     thread.start()
     log.info("embedded worker %s serving %s", worker.name, ", ".join(worker.queue_names()))
     return EmbeddedWorker(worker=worker, heartbeat=heartbeat, thread=thread)
+
+
+@contextmanager
+def worker_if_needed(
+    *, settings: Settings, redis: redis_lib.Redis, wanted: bool = False
+) -> Iterator[EmbeddedWorker | None]:
+    """A worker in this process for the ``with`` block when ``wanted`` (``--embedded-worker``)
+    or when there is no ``REDIS_URL`` (the embedded default: no other process could render);
+    else None, and jobs wait for ``proofroom worker`` elsewhere. Stopped on leaving."""
+    if not (wanted or not settings.redis_url):
+        yield None
+        return
+    worker = start_embedded_worker(settings=settings, redis=redis)
+    try:
+        yield worker
+    finally:
+        worker.stop()

@@ -51,7 +51,7 @@ class Service(Protocol):
 
     def handle_reaction(self, event: ReactionEvent) -> Any: ...
 
-    def pump(self, *, block_ms: int) -> Any: ...
+    def pump_until(self, stop: threading.Event, *, block_ms: int) -> None: ...
 
 
 class ProofroomDiscord(discord.Client):
@@ -113,12 +113,10 @@ class ProofroomDiscord(discord.Client):
 
     async def _pump_forever(self) -> None:
         assert self.service is not None
-        while not self._stop.is_set():
-            try:
-                await asyncio.to_thread(self.service.pump, block_ms=self.settings.pump_block_ms)
-            except Exception:  # keep pumping; the service logs its own job errors
-                log.exception("pumping job events failed; retrying in 1 s")
-                await asyncio.sleep(1)
+        # One thread for the bot's life: the service blocks on Redis, the loop must not.
+        await asyncio.to_thread(
+            self.service.pump_until, self._stop, block_ms=self.settings.pump_block_ms
+        )
 
     # ---- gateway events ------------------------------------------------------------------
     async def on_raw_reaction_add(self, raw: discord.RawReactionActionEvent) -> None:

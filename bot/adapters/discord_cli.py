@@ -31,7 +31,7 @@ from bot.adapters.discord_settings import DiscordSettings
 from bot.service import BotService
 from bot.settings import BotSettings
 from engine.catalog import Catalog
-from engine.embedded import redis_for, start_embedded_worker
+from engine.embedded import redis_for, worker_if_needed
 from engine.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -99,15 +99,9 @@ def serve(*, discord_settings: DiscordSettings, embedded_worker: bool) -> int:
         bot_settings=BotSettings(),
         redis=redis,
     )
-    worker = None
-    if embedded_worker or not settings.redis_url:  # imports torch: only when asked
-        worker = start_embedded_worker(settings=settings, redis=redis)
-    try:
+    with worker_if_needed(settings=settings, redis=redis, wanted=embedded_worker):
         # log_handler=None: `proofroom` already configured logging. The token is never logged.
         client.run(token, log_handler=None)
-    finally:
-        if worker is not None:
-            worker.stop()
     return 0
 
 

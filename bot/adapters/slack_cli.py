@@ -15,7 +15,7 @@ from bot.adapters.slack_app import HttpServer, build_app
 from bot.adapters.slack_settings import SlackSettings
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.embedded import redis_for
+from engine.embedded import redis_for, worker_if_needed
 from engine.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,15 @@ def run(args: argparse.Namespace) -> int:
         redis=redis,
         socket_mode=not args.http,
     )
-    worker = None
-    if args.embedded_worker or not settings.redis_url:
-        from engine.embedded import start_embedded_worker  # noqa: PLC0415 (imports torch)
+    with worker_if_needed(settings=settings, redis=redis, wanted=args.embedded_worker):
+        _serve(runtime, slack_settings=slack_settings, args=args)
+    return 0
 
-        worker = start_embedded_worker(settings=settings, redis=redis)
+
+def _serve(
+    runtime: SlackRuntime, *, slack_settings: SlackSettings, args: argparse.Namespace
+) -> None:
+    """Pump job events and answer Slack until interrupted."""
     runtime.start_pump()
     try:
         if args.http:
@@ -78,9 +82,6 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         runtime.stop()
-        if worker is not None:
-            worker.stop()
-    return 0
 
 
 class SlackRuntime:
@@ -114,7 +115,13 @@ class SlackRuntime:
 
     def start_pump(self) -> None:
         """Bring job events into Slack threads from a daemon thread until :meth:`stop`."""
-        self._thread = threading.Thread(target=self._pump, name="slack-pump", daemon=True)
+        self._thread = threading.Thread(
+            target=self.service.pump_until,
+            args=(self._stop,),
+            kwargs={"block_ms": self.pump_block_ms},
+            name="slack-pump",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -122,12 +129,3 @@ class SlackRuntime:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-
-    def _pump(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.service.pump(block_ms=self.pump_block_ms)
-            except Exception:
-                # Redis away, say: keep the bot up and try again, without spinning.
-                log.exception("event pump failed; retrying in 1 s")
-                self._stop.wait(1.0)

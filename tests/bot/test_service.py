@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import re
+import socket
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+import redis as redis_lib
 
+from bot.service import BotService
 from bot.settings import BotSettings
-from bot.testing import FakeChat
+from bot.testing import FakeAdapter, FakeChat
 from engine.errors import UserError
+from tests.waiting import wait_for
 
 
 @pytest.fixture()
@@ -122,3 +127,28 @@ def test_when_the_thread_cannot_be_opened_nothing_is_queued_and_the_user_is_told
     quiet.adapter.fail = None
     assert "You have no jobs" in quiet.command("/imagine status").text
     assert not quiet.service.state.open_jobs(quiet.adapter.platform)
+
+
+def test_the_event_pump_outlives_a_redis_outage_and_stops_when_told(
+    settings, caplog: pytest.LogCaptureFixture
+):
+    # A port nobody listens on: every read fails, as while Redis restarts.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = redis_lib.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+    service = BotService.build(
+        adapter=FakeAdapter(), settings=settings, bot_settings=BotSettings(), redis=away
+    )
+    stop = threading.Event()
+    runner = threading.Thread(target=service.pump_until, args=(stop,), kwargs={"block_ms": 50})
+    runner.start()
+    failures = wait_for(
+        lambda: [r for r in caplog.records if "event pump failed" in r.getMessage()][1:],
+        what="a second failed read",
+    )
+    assert failures and runner.is_alive()  # still pumping, a second apart, not spinning
+    assert len([r for r in caplog.records if "event pump failed" in r.getMessage()]) < 5
+    stop.set()
+    runner.join(3)
+    assert not runner.is_alive()

@@ -15,7 +15,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from engine import tasks
-from engine.embedded import redis_for, start_embedded_worker
+from engine.embedded import redis_for, start_embedded_worker, worker_if_needed
 from engine.events import EventStream
 from engine.queue import JobQueue, rq_job_id
 from engine.recovery import RecoveryConfig, alive_key
@@ -61,6 +61,8 @@ def test_the_worker_thread_stops_promptly_and_cleans_up(embedded_settings: Setti
     )
     assert handle.thread.is_alive()
     assert client.exists(f"rq:worker:{handle.name}")
+    context = tasks.current_context()
+    assert context.events is context.queue.events  # one event stream per worker
 
     started = time.monotonic()
     handle.stop()
@@ -70,6 +72,24 @@ def test_the_worker_thread_stops_promptly_and_cleans_up(embedded_settings: Setti
     assert client.hexists(f"rq:worker:{handle.name}", "death")
     assert not client.exists(alive_key(embedded_settings, handle.name))
     assert tasks._context is None
+
+
+def test_the_runners_start_a_worker_only_where_needed(embedded_settings, redis_url) -> None:
+    alone = redis_for(embedded_settings)
+    with worker_if_needed(settings=embedded_settings, redis=alone) as worker:
+        assert worker is not None and worker.thread.is_alive()  # no REDIS_URL: nobody else
+    assert not worker.thread.is_alive()
+
+    served = embedded_settings.model_copy(update={"redis_url": redis_url})
+    real = redis_lib.Redis.from_url(redis_url)
+    with worker_if_needed(settings=served, redis=real) as none:
+        assert none is None  # `proofroom worker` processes render for a real Redis
+    try:
+        with worker_if_needed(settings=served, redis=real, wanted=True) as asked:
+            assert asked is not None and asked.thread.is_alive()  # --embedded-worker
+        assert not asked.thread.is_alive()
+    finally:
+        wipe(real, served.key_prefix)
 
 
 @pytest.mark.slow
