@@ -14,11 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from bot.batch_plan import image_file_name
 from bot.manifest import ManifestEntry, manifest_csv, zip_parts
-from bot.ports import MessageRef
 from bot.state import loads_ref
 from bot.texts import progress_bar
 from engine.redis_values import as_text
-from engine.spec import JobResult
 
 if TYPE_CHECKING:
     from bot.service import BotService
@@ -94,32 +92,24 @@ class BatchReport:
 
     def entries(self, batch_id: str) -> tuple[list[ManifestEntry], dict[str, str]]:
         """The manifest rows, and the artifact id of each listed file."""
-        meta = self._meta(batch_id)
-        thread = loads_ref(meta["thread"])
-        state = self.service.state
+        thread = loads_ref(self._meta(batch_id)["thread"])
+        rows = self.rows(batch_id)
+        outcomes = self.service.state.outcomes([row.job_id for row in rows], thread=thread)
         entries: list[ManifestEntry] = []
         artifacts: dict[str, str] = {}
-        for row in self.rows(batch_id):
-            record = state.job(row.job_id)
-            prompt = record.spec.prompt if record else ""
-            raw = state.get_field(row.job_id, "result")
-            if row.status != "done" or raw is None:
+        for row, outcome in zip(rows, outcomes, strict=True):
+            prompt = outcome.record.spec.prompt if outcome.record else ""
+            if row.status != "done" or outcome.images is None:
                 status = "failed" if row.status in ("failed", "cancelled") else "queued"
                 entries.append(ManifestEntry(row.number, 0, "", None, prompt, status, row.job_id))
                 continue
-            for image in JobResult.model_validate_json(raw).images:
+            for image in outcome.images:
                 name = image_file_name(row.number, image.index, image.seed)
-                message_id = state.get_field(row.job_id, f"image:{image.index}")
-                review = "pending"
-                if message_id is not None:
-                    ref = MessageRef(thread.platform, thread.channel, message_id, thread.thread_id)
-                    review = state.image_state(ref)
                 artifacts[name] = image.artifact_id
                 entries.append(
-                    ManifestEntry(
-                        row.number, image.index + 1, name, image.seed, prompt, review, row.job_id
-                    )  # fmt: skip
-                )
+                    ManifestEntry(row.number, image.index + 1, name, image.seed, prompt,
+                                  image.state, row.job_id)
+                )  # fmt: skip
         return entries, artifacts
 
     def post_manifest(self, batch_id: str) -> None:

@@ -8,7 +8,6 @@ adapter runs schedules without code of its own; ``bot.scheduler`` makes each wee
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -16,13 +15,12 @@ from typing import TYPE_CHECKING
 from bot.calendar import Calendar, WeekRun, load_calendars, run_for
 from bot.commands import ImagineRequest
 from bot.meta import requester_key
-from bot.ports import CommandEvent, MessageRef
+from bot.ports import CommandEvent
 from bot.resolve import build_spec
 from bot.scheduler import CalendarScheduler, Clock, utc_now
 from bot.state import dumps_ref, loads_ref
 from bot.tokens import TokenizeError, tokenize
 from engine.redis_values import as_text
-from engine.spec import JobResult
 
 if TYPE_CHECKING:
     from bot.service import BotService
@@ -125,24 +123,15 @@ class CalendarDesk:
         title = as_text(self.redis.hget(key, "title") or b"")
         counts = {"approved": 0, "rejected": 0, "pending": 0}
         approved: list[str] = []
-        state = self.service.state
-        for job_id in (as_text(j) for j in self.redis.lrange(f"{key}:jobs", 0, -1)):
-            raw = state.get_field(job_id, "result")
-            if raw is None:
-                continue
-            for image in JobResult.model_validate_json(raw).images:
-                message_id = state.get_field(job_id, f"image:{image.index}")
-                if message_id is None:
-                    counts["pending"] += 1
-                    continue
-                ref = MessageRef(thread.platform, thread.channel, message_id, thread.thread_id)
-                review = state.image_state(ref)
-                counts[review] += 1
-                if review == "approved":
-                    files = json.loads(state.image_field(ref, "export") or "[]")
-                    shown = files[0].rsplit("/", 1)[-1] if files else image.artifact_id
+        job_ids = [as_text(j) for j in self.redis.lrange(f"{key}:jobs", 0, -1)]
+        for outcome in self.service.state.outcomes(job_ids, thread=thread):
+            for image in outcome.images or ():  # no result yet: nothing to count
+                counts[image.state] += 1
+                if image.state == "approved":
+                    shown = image.exports[0].rsplit("/", 1)[-1] if image.exports else None
                     approved.append(
-                        f"\u2022 image {image.index + 1} (seed {image.seed}): `{shown}`"
+                        f"\u2022 image {image.index + 1} (seed {image.seed}): "
+                        f"`{shown or image.artifact_id}`"
                     )
         lines = [
             f"\U0001f4ca Digest \u00b7 {title}: {counts['approved']} approved, "

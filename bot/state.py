@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import redis as redis_lib
@@ -30,7 +31,7 @@ from pydantic import BaseModel
 
 from bot.ports import MessageRef, Vote
 from engine.redis_values import as_text
-from engine.spec import JobSpec
+from engine.spec import ImageResult, JobResult, JobSpec
 
 ImageState = Literal["pending", "approved", "rejected"]
 
@@ -59,6 +60,26 @@ class ImageRecord(BaseModel):
     root: str  # message key of the lineage's first image (itself unless a re-render)
     number: int = 1  # 1-based position shown in the caption ("image 2 of 4")
     of: int = 1
+
+
+@dataclass(frozen=True)
+class ReviewedImage:
+    """A rendered image of a job and where review stands on it (pending until posted)."""
+
+    index: int
+    seed: int
+    artifact_id: str
+    state: ImageState
+    exports: tuple[str, ...] = ()  # exported files, once approved
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A job's record and its images; ``images`` is None while it has no result."""
+
+    job_id: str
+    record: JobRecord | None
+    images: tuple[ReviewedImage, ...] | None
 
 
 class BotState:
@@ -105,6 +126,46 @@ class BotState:
             pipe.hset(key, field, value)
             pipe.expire(key, self.ttl_s)
             pipe.execute()
+
+    def outcomes(self, job_ids: Sequence[str], *, thread: MessageRef) -> list[JobOutcome]:
+        """Each job's record, its images and their review, for jobs whose images were
+        posted in ``thread``: what batch manifests and calendar digests list. Two round
+        trips however many jobs and images (one pipeline of job hashes, one of images)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self._key("job", job_id))
+            hashes = [{as_text(k): as_text(v) for k, v in h.items()} for h in pipe.execute()]
+        results = [JobResult.model_validate_json(h["result"]) if "result" in h else None
+                   for h in hashes]  # fmt: skip
+        # The message of each posted image (``image:{index}`` names it) holds its review.
+        posted = [
+            fields[f"image:{image.index}"]
+            for fields, result in zip(hashes, results, strict=True)
+            for image in (result.images if result else ())
+            if f"image:{image.index}" in fields
+        ]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for message_id in posted:
+                ref = MessageRef(thread.platform, thread.channel, message_id, thread.thread_id)
+                pipe.hmget(self._key("img", ref.key), "state", "export")
+            reviews = dict(zip(posted, pipe.execute(), strict=True))
+        outcomes = []
+        for job_id, fields, result in zip(job_ids, hashes, results, strict=True):
+            images = None
+            if result is not None:
+                images = tuple(
+                    _reviewed(image, reviews.get(fields.get(f"image:{image.index}", "")))
+                    for image in result.images
+                )
+            record = fields.get("record")
+            outcomes.append(
+                JobOutcome(
+                    job_id=job_id,
+                    record=JobRecord.model_validate_json(record) if record else None,
+                    images=images,
+                )
+            )
+        return outcomes
 
     # -- images ---------------------------------------------------------------------------
 
@@ -241,6 +302,19 @@ class BotState:
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.base, *parts))
+
+
+def _reviewed(image: ImageResult, review: list[Any] | None) -> ReviewedImage:
+    """A result's image with its review hash's ``state`` and ``export``; pending while it
+    was never posted (no review hash)."""
+    state, export = (as_text(v) if v is not None else None for v in review or (None, None))
+    return ReviewedImage(
+        index=image.index,
+        seed=image.seed,
+        artifact_id=image.artifact_id,
+        state=cast(ImageState, state or "pending"),
+        exports=tuple(json.loads(export)) if export else (),
+    )
 
 
 def dumps_ref(ref: MessageRef) -> str:
