@@ -4,19 +4,21 @@ Pure Pillow, no torch. Each check refuses with a sentence the user can act on
 (:class:`AttachmentError`), so an adapter can answer at once and enqueue nothing:
 
 1. the declared size, before anything is downloaded (:func:`check_declared_size`);
-2. the bytes: size again, then the header only: format and pixel count, so a
-   decompression bomb (a small file that decodes to gigabytes) is refused before decoding;
-3. a full decode under the pixel limit, which catches truncated or corrupt files.
+2. the bytes (:func:`check_image`): size again, then the header only: format and pixel
+   count, so a decompression bomb (a small file that decodes to gigabytes) is refused
+   before decoding. This is ``engine.inputs.open_header``, the worker's own first step.
 
-Steps 2 and 3 are ``engine.inputs.decode``, the very function the worker prepares inputs
-with, so the bot and the worker cannot disagree about what an acceptable image is.
+The full decode, which catches truncated or corrupt files, happens once, when the service
+runs the worker's own preparation on the inputs before queueing
+(``bot.job_inputs.check_inputs``), so the bot and the worker cannot disagree about what an
+acceptable image is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.inputs import FORMATS, MIME, InputImageError, decode
+from engine.inputs import FORMATS, MIME, InputImageError, open_header
 
 # The engine's refusal is the bot's: adapters catch AttachmentError for both.
 AttachmentError = InputImageError
@@ -44,9 +46,10 @@ def check_declared_size(*, filename: str, size: int, max_bytes: int) -> None:
 
 
 def check_image(data: bytes, *, filename: str, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Return the image's facts, or raise :class:`AttachmentError` with the reason."""
+    """Return the image's facts from its header, or raise :class:`AttachmentError` with the
+    reason (decoding is left to the inputs' preparation, see the module docstring)."""
     check_declared_size(filename=filename, size=len(data), max_bytes=max_bytes)
-    with decode(data, label=f"`{filename}`", max_pixels=max_pixels) as image:
+    with open_header(data, label=f"`{filename}`", max_pixels=max_pixels) as image:
         fmt = str(image.format)
         width, height = image.size
     return CheckedImage(

@@ -50,9 +50,10 @@ class PreparedInputs:
     control: Image.Image | None = None
 
 
-def decode(data: bytes, *, label: str, max_pixels: int) -> Image.Image:
-    """Fully decoded image of ``data`` (format PNG, JPEG or WebP, at most ``max_pixels``),
-    EXIF orientation not yet applied; :class:`InputImageError` otherwise."""
+def open_header(data: bytes, *, label: str, max_pixels: int) -> Image.Image:
+    """``data`` opened but not decoded: its format (PNG, JPEG or WebP) and size are read
+    from the header, and it is refused over ``max_pixels`` before any pixel is decoded (a
+    decompression bomb stays a few kilobytes). :class:`InputImageError` otherwise."""
     not_image = InputImageError(
         f"{label} is not an image Proofroom can read; attach a PNG, JPEG or WebP file."
     )
@@ -71,6 +72,13 @@ def decode(data: bytes, *, label: str, max_pixels: int) -> Image.Image:
     if width * height > max_pixels:
         image.close()
         raise too_many_pixels(label, (width, height), max_pixels)
+    return image
+
+
+def decode(data: bytes, *, label: str, max_pixels: int) -> Image.Image:
+    """Fully decoded image of ``data`` (checked as by :func:`open_header`), EXIF orientation
+    not yet applied; :class:`InputImageError` for a truncated or corrupt file too."""
+    image = open_header(data, label=label, max_pixels=max_pixels)
     try:
         image.load()
     except (OSError, ValueError, SyntaxError):

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from bot.ports import Attachment
 from bot.testing import FakeChat
+from tests.bot.discord.images import truncated_png
 
 
 def png(image: Image.Image) -> bytes:
@@ -125,6 +126,8 @@ def test_bad_inputs_are_refused_before_anything_is_queued(chat: FakeChat) -> Non
          "Strength must be between 0 and 1; you asked for 2"),
         ("a cat --steps 500", (attached("a.png", photo()),),
          "Steps must be between 1 and 60; you asked for 500"),
+        ("a cat --strength 0.5", (Attachment("half.png", "image/png", 4096, truncated_png()),),
+         "`half.png` could not be decoded (truncated or corrupt)"),
     ]  # fmt: skip
     for text, files, sentence in cases:
         reply = chat.command(f"/imagine {text}", attachments=files)
