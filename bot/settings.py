@@ -54,8 +54,9 @@ class BotSettings(BaseSettings):
     default_model: str | None = None
     default_count: int = Field(default=4, ge=1)
     # Consumer group on the job-event stream. The platform is appended, so a Slack bot and
-    # a Discord bot on one Redis each see every event; the consumer name is stable so a
-    # restarted bot is handed back what it read but did not acknowledge.
+    # a Discord bot on one Redis each see every event; with a stable consumer name a
+    # restarted bot is handed back at once what it read but did not acknowledge (under a
+    # new name, it takes those over after PROOFROOM_EVENT_CLAIM_IDLE_S).
     event_group: str = "bot"
     event_consumer: str = "main"
     # CSV batches: the most rows one file may have, and the largest file the bot uploads

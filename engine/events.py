@@ -3,7 +3,8 @@
 The worker publishes ``queued`` (from the enqueuer), ``started``, ``progress``, and exactly one
 terminal event per job: ``done``, ``failed`` or ``cancelled``. A chat process reads them through a
 consumer group, so events published while it was down are delivered when it comes back, and an
-event it read but did not acknowledge is delivered again after a restart.
+event it read but did not acknowledge is delivered again after a restart, to it or (once idle
+for ``settings.event_claim_idle_s``) to another consumer of its group.
 
 Keys (all under ``settings.key_prefix``):
 
@@ -126,6 +127,8 @@ class EventStream:
         """
         if group not in self._groups:
             self.ensure_group(group)
+        if (group, consumer) not in self._replaying:
+            self.claim_abandoned(group=group, consumer=consumer)
         cursor = self._replaying.setdefault((group, consumer), "0")
         if cursor != ">":
             entries = self._xreadgroup(group, consumer, cursor, count, None)
@@ -134,6 +137,27 @@ class EventStream:
                 return self._decode(group, entries)
             self._replaying[(group, consumer)] = ">"
         return self._decode(group, self._xreadgroup(group, consumer, ">", count, block_ms))
+
+    def claim_abandoned(self, *, group: str, consumer: str) -> int:
+        """Make ``consumer`` the owner of every entry of ``group`` that another consumer
+        read but has not acknowledged for ``settings.event_claim_idle_s`` (XAUTOCLAIM), so
+        its replay of pending entries delivers them; returns how many were taken over."""
+        min_idle_ms = int(self.settings.event_claim_idle_s * 1000)
+        claimed, cursor = 0, "0-0"
+        while True:
+            try:
+                reply: Any = self.redis.xautoclaim(
+                    self.key, group, consumer, min_idle_time=min_idle_ms, start_id=cursor,
+                    count=100,
+                )  # fmt: skip
+            except redis_lib.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                return claimed  # the stream was deleted: the next read starts it over
+            claimed += len(reply[1])
+            cursor = as_text(reply[0])
+            if cursor == "0-0":  # the whole pending list was scanned
+                return claimed
 
     def ack(self, *, group: str, entry_id: str) -> None:
         """Mark ``entry_id`` handled by ``group``; it is not delivered to it again."""

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     job_retries: int = 1
     result_ttl_s: int = 7 * 24 * 3600
     event_stream_maxlen: int = 10_000
+    # A reader of job events takes over the entries another reader of its group read but
+    # left unacknowledged this long ago (a bot renamed, or one of two replicas gone), so
+    # no job's result is stranded under a consumer name nobody uses any more.
+    event_claim_idle_s: float = Field(default=60.0, ge=0)
     progress_interval_s: float = 0.25
     # LoRA adapters kept loaded per pipeline; beyond it the least recently used is deleted.
     lora_adapter_cap: int = Field(default=8, ge=1)

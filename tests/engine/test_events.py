@@ -85,6 +85,26 @@ def test_restarted_consumer_gets_what_it_did_not_ack_then_new_events(stream: Eve
     assert again.read(group="bot", consumer="c1", block_ms=10) == []
 
 
+def test_what_a_vanished_consumer_left_unacked_goes_to_the_next_reader(stream) -> None:
+    for job_id in ("j1", "j2", "j3"):
+        stream.publish(JobEvent(job_id=job_id, kind="queued"))
+    read = stream.read(group="bot", consumer="old-name", block_ms=10)
+    stream.ack(group="bot", entry_id=read[0][0])  # handled j1, then went away for good
+
+    # A bot restarted under a new name: the entries are not idle long enough to take yet
+    # (the old reader might still be handling them), so nothing is delivered twice.
+    soon = EventStream(redis=stream.redis, settings=stream.settings)
+    assert soon.read(group="bot", consumer="new-name", block_ms=10) == []
+    # Once they are, the next reader takes them over, replays them, and owns them.
+    idle = stream.settings.model_copy(update={"event_claim_idle_s": 0})
+    later = EventStream(redis=stream.redis, settings=idle)
+    replay = later.read(group="bot", consumer="new-name", block_ms=10)
+    assert [e.job_id for _, e in replay] == ["j2", "j3"]
+    for entry_id, _ in replay:
+        later.ack(group="bot", entry_id=entry_id)
+    assert stream.redis.xpending(stream.key, "bot")["pending"] == 0
+
+
 def test_groups_are_independent(stream: EventStream) -> None:
     stream.publish(JobEvent(job_id="j1", kind="queued"))
     slack = stream.read(group="slack", consumer="c1", block_ms=10)
