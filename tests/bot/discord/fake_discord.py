@@ -120,16 +120,8 @@ class FakeDiscord:
 
     def add_member(self, user_id: str, *, name: str, roles: list[str] = ()) -> dict[str, Any]:
         """A guild member; ``roles`` are role ids. Returns the member payload."""
-        member = {
-            "user": user(user_id, name),
-            "roles": list(roles),
-            "joined_at": "2024-01-01T00:00:00+00:00",
-            "deaf": False,
-            "mute": False,
-            "flags": 0,
-        }
-        self.members[user_id] = member
-        return member
+        self.members[user_id] = payload = member(user_id, name, list(roles))
+        return payload
 
     def add_role(self, role_id: str, name: str) -> dict[str, Any]:
         payload = role(role_id, name)
@@ -323,6 +315,18 @@ def user(user_id: str, name: str, *, bot: bool = False) -> dict[str, Any]:
     if bot:
         data["bot"] = True
     return data
+
+
+def member(user_id: str, name: str, roles: list[str] = ()) -> dict[str, Any]:
+    """A guild member, as in REST answers and in gateway events (which add permissions)."""
+    return {
+        "user": user(user_id, name),
+        "roles": list(roles),
+        "joined_at": "2024-01-01T00:00:00+00:00",
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+    }
 
 
 def text_channel(channel_id: str = CHANNEL_ID) -> dict[str, Any]:

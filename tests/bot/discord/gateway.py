@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from tests.bot.discord import fake_discord
 from tests.bot.discord.fake_discord import (
     APP_ID,
     BOT_ID,
@@ -26,7 +27,6 @@ from tests.bot.discord.fake_discord import (
     message_payload,
     role,
     text_channel,
-    user,
 )
 from tests.waiting import wait_for  # noqa: F401 (re-exported to the tests here)
 
@@ -73,15 +73,8 @@ def snowflake() -> str:
 
 # ---- payloads ---------------------------------------------------------------------------------
 def member(user_id: str, name: str, roles: list[str] = ()) -> dict[str, Any]:
-    return {
-        "user": user(user_id, name),
-        "roles": list(roles),
-        "joined_at": "2024-01-01T00:00:00+00:00",
-        "deaf": False,
-        "mute": False,
-        "flags": 0,
-        "permissions": "2248473465835073",
-    }
+    """A member as a gateway event carries it: with the member's channel permissions."""
+    return {**fake_discord.member(user_id, name, roles), "permissions": "2248473465835073"}
 
 
 def guild_create(*, roles: list[dict[str, Any]] = ()) -> dict[str, Any]:
