@@ -11,7 +11,7 @@ import sys
 
 # name -> (module, help). The module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("engine.generate_cli", "render a prompt or a template locally"),
+    "generate": ("bot.generate_cli", "render a prompt or a template locally"),
     "worker": ("engine.worker", "run a GPU worker that serves the queues"),
     "shell": ("bot.shell", "a local chat channel in your terminal (embedded default)"),
     "batch": ("bot.batch_cli", "render a CSV batch without chat: images and manifest.csv"),

@@ -3,8 +3,10 @@
     proofroom generate --template product-photo --var product="leather handbag" \\
         --model tiny --seed 7 -n 2 -o out/
 
-Builds the same ``JobSpec`` the chat side would, renders it with the same renderer,
-and writes ``<name>-<seed>.png`` files (with their A1111 parameters) into ``-o``.
+The options become the ``ImagineRequest`` a chat command would make and go through the
+chat's own ``bot.resolve.build_spec`` (defaults, LoRA checks, limits, messages). The spec is
+rendered in this process by the worker's renderer (torch is imported only then), and
+``<name>-<seed>.png`` files with their A1111 parameters are written into ``-o``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
+from bot.commands import ImagineRequest
+from bot.flags import FLAG_BY_NAME, LoraRequest, convert
+from bot.resolve import build_spec
+from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.errors import UserError
-from engine.settings import get_settings
-from engine.spec import JobSpec, LoraRef, new_spec
+from engine.settings import Settings, get_settings
+from engine.spec import JobSpec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="template variable"
     )
-    parser.add_argument("--negative", help="negative prompt (replaces the template's)")
+    parser.add_argument("--negative", help="added to the template's negative prompt")
     parser.add_argument("--model", "-m", help="model name from models.yaml (default: settings)")
     parser.add_argument("--seed", type=int, help="seed of the first image (default: random)")
     parser.add_argument("-n", "--count", type=int, default=1, help="number of images")
@@ -37,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--cfg", type=float, help="CFG scale")
     parser.add_argument("--sampler", help='A1111 sampler name, e.g. "DPM++ 2M Karras"')
-    parser.add_argument("--width", type=int)
+    parser.add_argument("--width", type=int, help="with --height (default: the model's size)")
     parser.add_argument("--height", type=int)
     parser.add_argument(
         "--lora", action="append", default=[], metavar="NAME[:WEIGHT]", help="LoRA from loras.yaml"
@@ -49,8 +54,15 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
         catalog = Catalog.load(settings.templates_dir)
-        spec = build_spec(args, catalog=catalog, settings=settings)
-        return _render(spec, args, catalog=catalog, settings=settings)
+        spec = build_spec(
+            request_from(args, catalog=catalog),
+            catalog=catalog,
+            settings=settings,
+            bot_settings=BotSettings(),
+            requested_by="cli",
+        )
+        return _render(spec.model_copy(update={"origin": {"platform": "cli"}}), args,
+                       catalog=catalog, settings=settings)  # fmt: skip
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
@@ -59,53 +71,38 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def build_spec(args: argparse.Namespace, *, catalog: Catalog, settings: Any) -> JobSpec:
-    """The ``JobSpec`` for the command line: flags over template over model defaults."""
-    template = catalog.template(args.template) if args.template else None
-    if template is not None:
-        prompt, negative = template.render(_variables(args.var))
-    else:
-        if args.var:
-            raise UserError("--var needs --template; with --prompt, write the text directly")
-        prompt, negative = args.prompt, ""
-    model = catalog.model(args.model or (template and template.model) or settings.default_model)
-    loras = dict(template.loras) if template else {}
-    for name in loras:  # a template's LoRAs must fit the model chosen on the command line
-        catalog.lora(name, family=model.family)
-    for item in args.lora:
-        name, _, weight = item.partition(":")
-        entry = catalog.lora(name, family=model.family)
-        try:
-            loras[name] = float(weight) if weight else entry.weight
-        except ValueError:
-            raise UserError(
-                f"--lora {item}: the weight must be a number, e.g. {name}:0.8"
-            ) from None
-
-    def pick(flag: Any, from_template: Any, from_model: Any) -> Any:
-        return next(v for v in (flag, from_template, from_model) if v is not None)
-
-    return new_spec(
-        limits=settings.limits,
-        seed=args.seed,
-        prompt=prompt,
-        negative_prompt=args.negative if args.negative is not None else negative,
-        model=model.name,
-        loras=[LoraRef(name=n, weight=w) for n, w in loras.items()],
-        sampler=pick(args.sampler, template and template.sampler, model.sampler),
-        steps=pick(args.steps, template and template.steps, model.steps),
-        cfg_scale=pick(args.cfg, template and template.cfg_scale, model.cfg_scale),
-        width=args.width or model.width,
-        height=args.height or model.height,
-        count=args.count,
-        template=template.name if template else None,
+def request_from(args: argparse.Namespace, *, catalog: Catalog) -> ImagineRequest:
+    """The request the chat grammar would make of these options."""
+    if args.var and not args.template:
+        raise UserError("--var needs --template; with --prompt, write the text directly")
+    if (args.width is None) != (args.height is None):
+        raise UserError(
+            "--width and --height go together; give both, or neither for the model's size"
+        )
+    loras: list[LoraRequest] = [
+        convert(FLAG_BY_NAME["lora"], item, catalog)  # type: ignore[misc]
+        for item in args.lora
+    ]
+    sampler = convert(FLAG_BY_NAME["sampler"], args.sampler, catalog) if args.sampler else None
+    return ImagineRequest(
+        prompt=args.prompt or "",
+        template=args.template,
         variables=_variables(args.var),
-        requested_by="cli",
-        origin={"platform": "cli"},
+        negative=args.negative,
+        seed=args.seed,
+        count=args.count,
+        size=(args.width, args.height) if args.width is not None else None,
+        steps=args.steps,
+        cfg=args.cfg,
+        sampler=str(sampler) if sampler else None,
+        model=args.model,
+        loras=tuple(loras),
     )
 
 
-def _render(spec: JobSpec, args: argparse.Namespace, *, catalog: Catalog, settings: Any) -> int:
+def _render(
+    spec: JobSpec, args: argparse.Namespace, *, catalog: Catalog, settings: Settings
+) -> int:
     # Imported here so that argument errors are reported before paying for torch.
     from tqdm import tqdm
 

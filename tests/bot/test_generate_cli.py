@@ -1,4 +1,5 @@
-"""``proofroom generate``: the command line renders templates and prompts locally."""
+"""``proofroom generate``: the command line renders templates and prompts locally, with the
+chat's own resolution of templates, flags and limits."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def test_renders_a_template_into_the_output_folder(tmp_path: Path, capsys) -> No
             str(out),
             "--steps",
             "2",
+            "--negative",
+            "watermark",
         ]
     )
     assert code == 0
@@ -53,7 +56,9 @@ def test_renders_a_template_into_the_output_folder(tmp_path: Path, capsys) -> No
     assert f"{files[0]}  seed 7" in printed and f"{files[1]}  seed 8" in printed
     params = metadata.parse_parameters(metadata.read_parameters(files[1].read_bytes()))
     assert "leather handbag" in params["Prompt"] and params["Seed"] == "8"
+    # As in chat, --negative adds to the template's negative prompt.
     assert params["Negative prompt"].startswith("blurry")
+    assert params["Negative prompt"].endswith(", watermark")
     lineage = metadata.read_proofroom(files[0].read_bytes())
     assert lineage["spec"]["template"] == "product-photo"
     assert lineage["spec"]["variables"] == {"product": "leather handbag"}
@@ -107,6 +112,7 @@ def test_renders_a_prompt_with_flags_and_a_lora(tmp_path: Path) -> None:
         (["--prompt", "a cat", "--model", "tiny-xl", "--lora", "tiny-style"], "sd15"),
         (["--prompt", "a cat", "--var", "x"], "--var needs --template"),
         (["--template", "product-photo", "--var", "product"], "name=value"),
+        (["--prompt", "a cat", "--width", "512"], "--width and --height go together"),
     ],
 )
 def test_user_errors_exit_2_without_a_traceback(tmp_path: Path, capsys, args, message) -> None:
