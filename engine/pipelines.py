@@ -125,16 +125,21 @@ class LoadedPipeline:
         for pipe in (self.pipe, *self.derived.values()):
             pipe.scheduler = scheduler
 
-    def use_loras(self, loras: list[LoraFile]) -> None:
+    def use_loras(self, loras: list[LoraFile]) -> bool:
         """Activate exactly ``loras`` (name, file, weight); an empty list disables LoRA.
-        Adapters live in the shared modules, so this serves every derived pipeline too."""
-        if self.loras.activate(loras):
-            self.nbytes = pipeline_bytes(self.pipe)  # adapters are parameters too
+        Adapters live in the shared modules, so this serves every derived pipeline too.
+        Returns whether ``nbytes`` changed; :meth:`PipelineCache.use_loras` also keeps the
+        cache within its budget."""
+        if not self.loras.activate(loras):
+            return False
+        self.nbytes = pipeline_bytes(self.pipe)  # adapters are parameters too
+        return True
 
 
 class PipelineCache:
     """Loaded pipelines by model, and the ControlNets they use, least recently used first
-    out beyond ``budget_bytes``.
+    out beyond ``budget_bytes`` (checked after every load, of a model, a ControlNet or a
+    LoRA adapter).
 
     ``loads[name]`` counts loads per model, ``controlnet_loads[key]`` per ControlNet and
     ``lora_reads[file]`` reads per LoRA file; ``load_seconds`` sums model load time. Tests,
@@ -210,6 +215,25 @@ class PipelineCache:
             self._evict(keep=(key, _model_key(model)) if model else (key,))
             log.info("loaded ControlNet %s in %.1fs", entry.name, seconds)
             return loaded, seconds
+
+    def use_loras(
+        self,
+        *,
+        loaded: LoadedPipeline,
+        loras: list[LoraFile],
+        controlnet: LoadedControlNet | None = None,
+    ) -> None:
+        """Activate exactly ``loras`` in ``loaded`` (see :meth:`LoadedPipeline.use_loras`);
+        when that changed its bytes, evict least recently used entries other than ``loaded``
+        and ``controlnet`` (what the calling job holds) until the cache is within its budget
+        again. Call it holding ``loaded.lock``."""
+        if not loaded.use_loras(loras):
+            return
+        with self._lock:
+            # The job renders with these next; evicting them would free no memory while it
+            # holds them and would only make the next job load them again.
+            held = tuple(k for k, e in self._entries.items() if e is loaded or e is controlnet)
+            self._evict(keep=held)
 
     def lora_path(self, lora: LoraEntry) -> Path:
         """The file of ``lora``: a built-in generated on first use, or one in the LoRA dir."""

@@ -72,6 +72,24 @@ def rq_job_id(settings: Settings, job_id: str) -> str:
     return f"{rq_prefix(settings)}-{job_id}"
 
 
+def fetch_job(*, redis: redis_lib.Redis, settings: Settings, job_id: str) -> Job | None:
+    """The RQ job of public job id ``job_id``; ``None`` once RQ no longer has it."""
+    try:
+        return Job.fetch(rq_job_id(settings, job_id), connection=redis, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+
+
+def job_spec(*, job: Job) -> JobSpec | None:
+    """The spec ``job`` was queued with (its one argument, see :meth:`JobQueue.enqueue`);
+    ``None`` when it cannot be read."""
+    try:
+        return JobSpec.model_validate(job.args[0])
+    except Exception:  # a job of another version, or corrupt data: not ours to read
+        log.warning("job %s has no readable spec", job.id, exc_info=True)
+        return None
+
+
 class JobInfo(BaseModel):
     """A job that is waiting or running, as listed by ``/imagine status``."""
 
@@ -151,7 +169,7 @@ class JobQueue:
         self.redis.set(self.cancel_key(job_id), "1", ex=self.settings.job_timeout_s * 2 + 60)
         if self._queue(job.origin).remove(job.id):
             job.cancel()
-            spec = self._spec_of(job)
+            spec = job_spec(job=job)
             self.events.publish_terminal(
                 JobEvent(
                     job_id=job_id,
@@ -203,7 +221,7 @@ class JobQueue:
     def spec(self, job_id: str) -> JobSpec | None:
         """The spec the job was queued with, while RQ keeps the job (``result_ttl_s``)."""
         job = self._job(job_id)
-        return self._spec_of(job) if job is not None else None
+        return job_spec(job=job) if job is not None else None
 
     def jobs_for(self, user: str) -> list[JobInfo]:
         """Queued and running jobs requested by ``user``, oldest first."""
@@ -213,8 +231,9 @@ class JobQueue:
             job_id = raw.decode() if isinstance(raw, bytes) else raw
             job = self._job(job_id)  # fetched once for state, spec and place in line
             state = self._status(job_id, job)
-            active = job is not None and state in ("queued", "started")
-            spec = self._spec_of(job) if active else None
+            spec = None
+            if job is not None and state in ("queued", "started"):
+                spec = job_spec(job=job)
             if spec is None or state is None:
                 self.redis.srem(key, job_id)  # ended or expired: prune the index
                 continue
@@ -234,19 +253,7 @@ class JobQueue:
         return self._queues[name]
 
     def _job(self, job_id: str) -> Job | None:
-        try:
-            return Job.fetch(
-                rq_job_id(self.settings, job_id), connection=self.redis, serializer=JSONSerializer
-            )
-        except NoSuchJobError:
-            return None
-
-    def _spec_of(self, job: Job) -> JobSpec | None:
-        try:
-            return JobSpec.model_validate(job.args[0])
-        except Exception:  # a job of another version, or corrupt data: not ours to read
-            log.warning("job %s has no readable spec", job.id, exc_info=True)
-            return None
+        return fetch_job(redis=self.redis, settings=self.settings, job_id=job_id)
 
     def _active_key(self, user: str) -> str:
         return f"{self.settings.key_prefix}:active:{user}"

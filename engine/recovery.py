@@ -26,13 +26,12 @@ from dataclasses import dataclass
 
 import redis as redis_lib
 from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
 
 from engine.events import EventStream, JobEvent
-from engine.queue import rq_job_id
+from engine.queue import fetch_job, job_spec
 from engine.redis_values import as_text
 from engine.settings import Settings
 from engine.tasks import running_key
@@ -127,11 +126,8 @@ def recover_abandoned(*, redis: redis_lib.Redis, settings: Settings) -> list[str
 def requeue(*, redis: redis_lib.Redis, settings: Settings, job_id: str, spend_retry: bool) -> bool:
     """Put a started job back at the front of its queue (spending a retry if ``spend_retry``);
     with no retry left, fail it and tell the user. ``False`` if the job was not started."""
-    try:
-        job = Job.fetch(rq_job_id(settings, job_id), connection=redis, serializer=JSONSerializer)
-    except NoSuchJobError:
-        return False
-    if job.get_status() != JobStatus.STARTED:
+    job = fetch_job(redis=redis, settings=settings, job_id=job_id)
+    if job is None or job.get_status() != JobStatus.STARTED:
         return False
     queue = Queue(job.origin, connection=redis, serializer=JSONSerializer)
     executions = job.get_executions()
@@ -156,14 +152,14 @@ def requeue(*, redis: redis_lib.Redis, settings: Settings, job_id: str, spend_re
         log.warning("job %s is back at the front of %s", job_id, queue.name)
         return True
     log.error("job %s lost its worker and has no retry left; failing it", job_id)
-    origin = _origin(job)
+    spec = job_spec(job=job)
     EventStream(redis=redis, settings=settings).publish_terminal(
         JobEvent(
             job_id=job_id,
             kind="failed",
             message=LOST_MESSAGE.format(job_id=job_id),
             error_kind="lost",
-            origin=origin,
+            origin=spec.origin if spec is not None else {},
         )
     )
     return True
@@ -179,10 +175,3 @@ def _forget_worker(redis: redis_lib.Redis, name: str) -> None:
             pipe.srem(WORKERS_BY_QUEUE_KEY % queue, key)
         pipe.delete(key, f"{key}:executions")
         pipe.execute()
-
-
-def _origin(job: Job) -> dict[str, str]:
-    try:
-        return dict(job.args[0].get("origin") or {})
-    except Exception:
-        return {}

@@ -64,7 +64,7 @@ def render(
     with loaded.lock:
         pipe = loaded.pipeline(spec.mode, controlnet=control)
         loaded.use_sampler(spec.sampler)
-        loaded.use_loras(lora_files)
+        cache.use_loras(loaded=loaded, loras=lora_files, controlnet=control)
         embeds = encode_prompts(pipe, prompt, spec.negative_prompt).kwargs()
         for index in range(spec.count):
             if should_cancel is not None and should_cancel():

@@ -43,9 +43,14 @@ class WorkerContext:
     cache: Any
     store: Any
     catalog: Any
-    events: EventStream
     queue: JobQueue
     on_job_end: Callable[[], None] | None = None  # e.g. the worker's stats update
+
+    @property
+    def events(self) -> EventStream:
+        """The job event stream. It is the queue's own (same Redis, same settings), so the
+        worker's jobs and its queue share one stream object instead of building a second."""
+        return self.queue.events
 
     @property
     def running_key(self) -> str:

@@ -31,7 +31,6 @@ from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-from engine.events import EventStream
 from engine.queue import FAMILIES, JobQueue, queue_names, rq_prefix
 from engine.recovery import Heartbeat, RecoveryConfig, requeue
 from engine.settings import Settings, get_settings
@@ -164,7 +163,6 @@ def start_context(
         cache=cache,
         store=store_from_settings(settings),
         catalog=catalog,
-        events=EventStream(redis=redis, settings=settings),
         queue=JobQueue(redis=redis, settings=settings, catalog=catalog),
         on_job_end=stats.job_ended,
     )

@@ -1,6 +1,7 @@
 """LoRA hot-swap on the real tiny pipeline: each file read from disk once, sets switched
 per job with their weights, no LoRA meaning the base model exactly, derived pipelines
-seeing the same adapters, and the least recently used adapter deleted beyond the cap."""
+seeing the same adapters, the least recently used adapter deleted beyond the cap, and the
+pipeline cache kept within its byte budget as adapters load."""
 
 from __future__ import annotations
 
@@ -103,6 +104,46 @@ def test_adapters_count_in_the_memory_budget(fresh, tiny_job) -> None:
     before = cache.total_bytes
     run(tiny_job(prompt=PROMPT, loras=A))
     assert cache.total_bytes > before
+
+
+def test_loading_loras_keeps_the_cache_within_its_budget(
+    engine_settings: Settings, catalog: Catalog, tiny_job, artifact_store: Any
+) -> None:
+    cache = PipelineCache(settings=engine_settings)
+    cache.acquire(catalog.model("tiny"))
+    cache.acquire(catalog.model("tiny-xl"))
+    cache.budget_bytes = cache.total_bytes  # both models fit, with not a byte to spare
+    render(tiny_job(prompt=PROMPT, loras=A), cache=cache, store=artifact_store, catalog=catalog)
+    # The adapter grew tiny past the budget: tiny-xl, least recently used, made room.
+    assert cache.loaded_models() == ["tiny"]
+    assert cache.total_bytes <= cache.budget_bytes
+    assert cache.loads == {"tiny": 1, "tiny-xl": 1}
+
+
+def test_loading_loras_never_evicts_what_the_job_holds(
+    engine_settings: Settings, catalog: Catalog
+) -> None:
+    cache = PipelineCache(settings=engine_settings)
+    tiny = catalog.model("tiny")
+    loaded, _ = cache.acquire(tiny)
+    control, _ = cache.acquire_controlnet(catalog.controlnet("tiny-canny"), model=tiny)
+    cache.acquire(catalog.model("tiny-xl"))
+    cache.budget_bytes = cache.total_bytes
+    style = catalog.lora("tiny-style")
+    with loaded.lock:  # tiny and its ControlNet are now the least recently used entries
+        cache.use_loras(
+            loaded=loaded, loras=[(style.name, cache.lora_path(style), 0.8)], controlnet=control
+        )
+    assert cache.loaded_models() == ["tiny"]
+    assert cache.total_bytes == loaded.nbytes + control.nbytes <= cache.budget_bytes
+    # Under a budget smaller than the job's own pipeline the job still keeps it; the
+    # ControlNet, which this job does not use, leaves.
+    cache.budget_bytes = 1
+    brand = catalog.lora("tiny-brand")
+    with loaded.lock:
+        cache.use_loras(loaded=loaded, loras=[(brand.name, cache.lora_path(brand), 1.0)])
+    assert cache.loaded_models() == ["tiny"] and cache.total_bytes == loaded.nbytes
+    assert list(loaded.adapters) == ["tiny-style", "tiny-brand"]
 
 
 def png(image: Image.Image) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from engine.queue import JobQueue, queue_name, queue_names, rq_job_id
+from engine.queue import JobQueue, fetch_job, job_spec, queue_name, queue_names, rq_job_id
 from engine.settings import Settings
 from tests.engine.jobs_fixtures import REPO_ROOT, settings_and_redis, tiny_spec, wipe
 
@@ -37,6 +37,18 @@ def test_the_rq_job_carries_the_spec_as_json_with_settings(queue: JobQueue) -> N
     assert job.origin == queue_name(queue.settings, "interactive", "sd15")
     assert queue.spec(spec.id) == spec
     assert queue.status(spec.id) == "queued"
+
+
+def test_one_helper_turns_an_rq_job_into_its_spec(queue: JobQueue) -> None:
+    spec = tiny_spec()
+    queue.enqueue(spec)
+    job = fetch_job(redis=queue.redis, settings=queue.settings, job_id=spec.id)
+    assert job is not None and job_spec(job=job) == spec
+    assert fetch_job(redis=queue.redis, settings=queue.settings, job_id="no-such-job") is None
+    # A job queued by another version (or corrupt): no spec, and no exception for the caller.
+    job.args = ({"prompt": 3},)
+    job.save()
+    assert job_spec(job=job) is None and queue.spec(spec.id) is None
 
 
 def test_queues_are_per_priority_and_family_interactive_first(queue: JobQueue) -> None:
