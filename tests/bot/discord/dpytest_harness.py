@@ -30,8 +30,7 @@ from discord.ext.test.state import FakeState
 from discord.state import ConnectionState
 
 from bot.adapters.discord import THREAD_EXISTS
-
-APPROVER_ROLE = "art-director"
+from bot.adapters.discord_app import needed_intents
 
 
 def patch_dpytest(monkeypatch: Any) -> None:
@@ -43,8 +42,6 @@ def patch_dpytest(monkeypatch: Any) -> None:
 
 def members_intents() -> discord.Intents:
     """The bot's own intents plus members, which dpytest's member cache needs."""
-    from bot.adapters.discord_app import needed_intents
-
     intents = needed_intents()
     intents.members = True
     return intents

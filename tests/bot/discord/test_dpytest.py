@@ -26,12 +26,8 @@ from bot.ports import CommandEvent
 from engine.catalog import Catalog
 from engine.embedded import start_embedded_worker
 from engine.settings import Settings
-from tests.bot.discord.dpytest_harness import (
-    APPROVER_ROLE,
-    members_intents,
-    messages_in,
-    patch_dpytest,
-)
+from tests.bot.discord.dpytest_harness import members_intents, messages_in, patch_dpytest
+from tests.bot.discord.gateway import APPROVER_ROLE  # the role bot_settings approves by
 from tests.bot.discord.images import encoded, png_bomb
 from tests.waiting import until
 
