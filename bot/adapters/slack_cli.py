@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import redis as redis_lib
 
@@ -17,6 +18,9 @@ from bot.service import BotService
 from bot.settings import BotSettings
 from engine.embedded import redis_for, worker_if_needed
 from engine.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +79,21 @@ def _serve(
             log.info("Slack HTTP mode on %s", server.url)
             server.serve_forever()
         else:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415
-
-            SocketModeHandler(runtime.app, slack_settings.secret("app_token")).start()
+            socket_mode_handler(runtime, slack_settings=slack_settings).start()
     except KeyboardInterrupt:
         pass
     finally:
         runtime.stop()
+
+
+def socket_mode_handler(
+    runtime: SlackRuntime, *, slack_settings: SlackSettings
+) -> SocketModeHandler:
+    """Bolt's Socket Mode handler for the runtime's app, with the app token (``xapp-``):
+    ``start()`` blocks serving, ``connect()`` returns once connected, ``close()`` ends it."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415
+
+    return SocketModeHandler(runtime.app, slack_settings.secret("app_token"))
 
 
 class SlackRuntime:

@@ -75,6 +75,8 @@ class FakeSlack:
     """State and scripting of the fake; start with :meth:`start`, stop with :meth:`stop`."""
 
     bot_token: str = "xoxb-test-token"
+    app_token: str = "xapp-test-token"  # Socket Mode: apps.connections.open only
+    socket_url: str | None = None  # what apps.connections.open answers (FakeSocketMode.url)
     # files.info reports a share only from the n-th call on, as Slack shares asynchronously.
     share_visible_after: int = 1
     calls: list[Call] = field(default_factory=list)
@@ -159,6 +161,10 @@ class FakeSlack:
 
     def answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         """The JSON body of a successful call (after scripted failures were checked)."""
+        if method == "apps.connections.open":
+            if self.socket_url is None:
+                return {"ok": False, "error": "not_allowed_token_type"}
+            return {"ok": True, "url": self.socket_url}
         if method == "auth.test":
             return {
                 "ok": True,
@@ -297,7 +303,8 @@ def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             method = path.removeprefix("/api/")
             args = _parse_args(self.headers.get("Content-Type", ""), raw, self.path)
             rule = fake._scripted(method)
-            if self._token() != fake.bot_token:
+            token = fake.app_token if method == "apps.connections.open" else fake.bot_token
+            if self._token() != token:
                 status, body = 200, {"ok": False, "error": "invalid_auth"}
             elif rule is not None:
                 status, body = rule.status, rule.body

@@ -1,16 +1,18 @@
-"""``proofroom slack``: arguments, missing credentials, and the Socket Mode request path
-(envelopes arrive unsigned; bolt mirrors Slack's retry number into a header)."""
+"""``proofroom slack``: arguments, missing credentials, and Socket Mode over a real
+WebSocket (envelopes arrive unsigned and are acknowledged one by one; bolt mirrors Slack's
+retry number into a header, so a retried event is dropped)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
-from slack_bolt.request import BoltRequest
+from pydantic import SecretStr
 
 from bot.adapters import slack_cli
 from bot.adapters.slack_cli import SlackRuntime
@@ -19,6 +21,7 @@ from bot.settings import BotSettings
 from engine.settings import Settings
 from tests.bot.slack.conftest import queued_jobs, wait_for
 from tests.bot.slack.fake_slack import TEAM, FakeSlack
+from tests.bot.slack.fake_socket import FakeSocketMode
 from tests.bot.slack.slack_requests import mention
 
 
@@ -57,24 +60,53 @@ def test_secrets_are_not_shown() -> None:
     assert "xoxb-1" not in shown and "s3cret" not in shown
 
 
-def test_socket_mode_envelopes_reach_the_core_and_retries_are_dropped(
-    fake_slack: FakeSlack, slack_settings: SlackSettings, settings: Settings,
-    bot_settings: BotSettings, redis: redis_lib.Redis,
-) -> None:  # fmt: skip
-    socket_settings = slack_settings.model_copy(update={"signing_secret": None})
-    runtime = SlackRuntime(settings=settings, slack_settings=socket_settings,
-                           bot_settings=bot_settings, redis=redis, socket_mode=True)  # fmt: skip
-    payload = {
-        "type": "event_callback", "team_id": TEAM, "event_id": "Ev0SOCKET",
-        "event": mention(text="a red fox --n 1", user="UALICE", channel="CGENERAL"),
+@pytest.fixture()
+def socket_mode(fake_slack: FakeSlack) -> Iterator[FakeSocketMode]:
+    server = FakeSocketMode().start()
+    fake_slack.socket_url = server.url
+    yield server
+    server.stop()
+
+
+def envelope(envelope_id: str, payload: dict, *, retry: int = 0) -> dict:
+    """An Events API envelope as Slack pushes it over the socket."""
+    return {
+        "envelope_id": envelope_id, "type": "events_api", "payload": payload,
+        "accepts_response_payload": False, "retry_attempt": retry,
+        "retry_reason": "timeout" if retry else "",
     }  # fmt: skip
 
-    first = runtime.app.dispatch(BoltRequest(mode="socket_mode", body=payload))
-    retry = runtime.app.dispatch(
-        BoltRequest(mode="socket_mode", body=payload, headers={"x-slack-retry-num": "1"})
-    )
 
-    assert (first.status, retry.status) == (200, 200)
-    wait_for(lambda: fake_slack.calls_to("chat.postEphemeral"), what="the reply")
-    time.sleep(0.3)
-    assert queued_jobs(settings, redis) == 1
+def test_socket_mode_acks_each_envelope_over_the_websocket_and_drops_retries(
+    fake_slack: FakeSlack, socket_mode: FakeSocketMode, slack_settings: SlackSettings,
+    settings: Settings, bot_settings: BotSettings, redis: redis_lib.Redis,
+) -> None:  # fmt: skip
+    socket_settings = slack_settings.model_copy(
+        update={"signing_secret": None, "app_token": SecretStr(fake_slack.app_token)}
+    )
+    runtime = SlackRuntime(settings=settings, slack_settings=socket_settings,
+                           bot_settings=bot_settings, redis=redis, socket_mode=True)  # fmt: skip
+    handler = slack_cli.socket_mode_handler(runtime, slack_settings=socket_settings)
+    handler.connect()  # what `proofroom slack` starts: apps.connections.open, then the socket
+    try:
+        socket_mode.wait_connected()
+        [opened] = fake_slack.calls_to("apps.connections.open")
+        assert opened.token == fake_slack.app_token  # the xapp- token, not the bot's
+        payload = {
+            "type": "event_callback", "team_id": TEAM, "event_id": "Ev0SOCKET",
+            "event": mention(text="a red fox --n 1", user="UALICE", channel="CGENERAL"),
+        }  # fmt: skip
+
+        socket_mode.send(envelope("env-1", payload))
+        assert wait_for(lambda: socket_mode.acks("env-1"), what="the ack") == [
+            {"envelope_id": "env-1"}
+        ]
+        wait_for(lambda: fake_slack.calls_to("chat.postEphemeral"), what="the reply")
+        # Slack pushes an event again when it thinks the ack was late: acked, not re-run.
+        socket_mode.send(envelope("env-2", payload, retry=1))
+        wait_for(lambda: socket_mode.acks("env-2"), what="the ack of the retry")
+        time.sleep(0.3)
+        assert queued_jobs(settings, redis) == 1
+        assert len(fake_slack.calls_to("chat.postEphemeral")) == 1
+    finally:
+        handler.close()
