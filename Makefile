@@ -35,9 +35,10 @@ test-fast: $(STAMP) ## the suite without tests marked slow
 demo: $(STAMP) ## scripted shell session on the embedded default: /imagine, progress, images, approval, export
 	$(PY) -m bot.demo
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff, and mypy on the packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy bot engine
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

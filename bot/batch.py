@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.batch_plan import BATCH_USAGE, PlannedRow, new_batch_id, parse_batch_command, plan_batch
 from bot.batch_report import BatchReport
@@ -193,7 +193,7 @@ class BatchDesk:
         key = self._key(batch_id)
         ttl = self.service.state.ttl_s
         with self.redis.pipeline() as pipe:
-            pipe.hset(key, mapping=fields)
+            pipe.hset(key, mapping=cast(Any, fields))  # redis-py's stubs: str keys are fine
             pipe.expire(key, ttl)
             pipe.rpush(self._channel_key(event.channel), batch_id)
             pipe.expire(self._channel_key(event.channel), ttl)

@@ -105,11 +105,10 @@ class CalendarDesk:
     def post_digest(self, run: WeekRun) -> bool:
         """Post the week's digest into its thread; False when the week was never posted."""
         text = self.digest(run.calendar.name, run.key)
-        if text is None:
+        raw_thread = self.redis.hget(self._week_key(run.calendar.name, run.key), "thread")
+        if text is None or raw_thread is None:
             return False
-        thread = loads_ref(
-            as_text(self.redis.hget(self._week_key(run.calendar.name, run.key), "thread"))
-        )
+        thread = loads_ref(as_text(raw_thread))
         self.service.adapter.post(channel=thread.channel, thread=thread.thread_id, text=text)
         return True
 

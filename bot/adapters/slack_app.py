@@ -176,6 +176,7 @@ class HttpServer:
     def url(self) -> str:
         """The endpoint Slack posts to (host as bound)."""
         host, port = self.server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}{self.path}"
 
     def start(self) -> HttpServer:
