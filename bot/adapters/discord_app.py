@@ -42,6 +42,10 @@ MAX_CHOICES = 25  # Discord shows at most 25 autocomplete entries or choices
 MAX_CHOICE_TEXT = 100
 ASPECTS = ("1:1", "3:2", "2:3", "4:3", "3:4", "16:9", "9:16", "21:9")
 META = ("help", "templates", "loras", "models", "status", "review")
+IN_FORUM = (
+    "Proofroom opens a thread for each job, and a forum can't hold one outside a post; "
+    "run /imagine in a text channel and the job's thread opens there."
+)
 
 
 class Service(Protocol):
@@ -166,6 +170,8 @@ class ProofroomDiscord(discord.Client):
             return "Proofroom is starting; try again in a few seconds."
         channel = str(interaction.channel_id)
         if isinstance(interaction.channel, discord.Thread):
+            if isinstance(interaction.channel.parent, discord.ForumChannel):  # media too
+                return IN_FORUM
             # A thread cannot hold threads: the job's thread goes in the parent channel.
             parent = str(interaction.channel.parent_id)
             self.adapter.note_thread(thread=channel, parent=parent)

@@ -19,7 +19,7 @@ from engine.catalog import Catalog
 from engine.queue import queue_names
 from engine.settings import Settings
 from engine.store import store_from_settings
-from tests.bot.discord.fake_discord import CHANNEL_ID, FakeDiscord
+from tests.bot.discord.fake_discord import CHANNEL_ID, FakeDiscord, text_channel
 from tests.bot.discord.gateway import (
     attachment,
     attachment_option,
@@ -116,6 +116,27 @@ def test_imagine_inside_a_thread_opens_its_job_thread_in_the_parent(make_bot, se
     card = fake_discord.channel_posts()[0]
     assert card.path == f"/channels/{CHANNEL_ID}/messages"
     assert "asked for" in card.json["content"]  # the job card, in the parent channel
+
+
+def test_imagine_in_a_forum_post_says_where_to_run_it(make_bot, service_factory, fake_discord,
+                                                      redis, settings):  # fmt: skip
+    bot = make_bot(service_factory=service_factory)
+    forum = {**text_channel("1300000000000000888"), "type": 15, "name": "ideas",
+             "available_tags": [], "default_reaction_emoji": None}  # fmt: skip
+    bot.dispatch("CHANNEL_CREATE", forum)
+    post = {
+        "id": "1300000000000000889", "type": 11, "guild_id": "1200000000000000001",
+        "parent_id": forum["id"], "name": "a post", "owner_id": USER, "last_message_id": None,
+        "rate_limit_per_user": 0, "message_count": 0, "member_count": 1, "flags": 0,
+        "thread_metadata": {"archived": False, "auto_archive_duration": 1440,
+                            "archive_timestamp": "2024-01-01T00:00:00+00:00", "locked": False},
+    }  # fmt: skip
+    interaction = command_interaction("imagine", [option("prompt", "a cat")], user_id=USER,
+                                      channel=post)  # fmt: skip
+    bot.dispatch("INTERACTION_CREATE", interaction)
+    assert "run /imagine in a text channel" in bot.reply_to(interaction)
+    assert not fake_discord.channel_posts()
+    assert queued(redis, settings) == 0
 
 
 @pytest.mark.parametrize(
