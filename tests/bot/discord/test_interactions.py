@@ -12,7 +12,7 @@ import pytest
 import redis as redis_lib
 from PIL import Image
 
-from bot.adapters.discord_app import imagine_text, rank
+from bot.adapters.discord_commands import imagine_text, rank
 from bot.commands import ImagineRequest, LoraRequest, parse
 from bot.state import BotState
 from engine.catalog import Catalog
