@@ -272,10 +272,12 @@ class DiscordAdapter:
     async def _send(
         self, channel_id: str, *, content: str, file: discord.File | None = None
     ) -> discord.Message:
+        channel = self._messageable(channel_id)
         try:
-            sent = await self._messageable(channel_id).send(
-                content=content, allowed_mentions=_MENTIONS, files=[file] if file else []
-            )
+            if file is None:  # a text message carries no attachments list at all
+                sent = await channel.send(content=content, allowed_mentions=_MENTIONS)
+            else:
+                sent = await channel.send(content=content, allowed_mentions=_MENTIONS, file=file)
         except discord.Forbidden as exc:
             raise _not_allowed(channel_id, exc) from None
         self._remember(sent)

@@ -124,6 +124,7 @@ def test_notify_mentions_only_that_user(make_bot, fake_discord: FakeDiscord):
     [call] = fake_discord.channel_posts()
     assert call.json["content"] == f"<@{USER}> only reviewers can approve"
     assert call.json["allowed_mentions"] == {"parse": ["users"]}  # no @everyone, no roles
+    assert "attachments" not in call.json  # a text message: no file fields at all
 
 
 def test_no_permission_becomes_a_sentence_for_the_channel(make_bot, fake_discord: FakeDiscord):
