@@ -10,7 +10,6 @@ It can be told to answer one route with ``429`` (with ``retry_after``) or an err
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import threading
@@ -20,6 +19,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
+
+from tests.served import ServedApp
 
 BOT_ID = "1100000000000000001"
 APP_ID = "1100000000000000002"
@@ -66,42 +67,22 @@ class FakeDiscord:
         self._rules: list[_Rule] = []
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    # ---- lifecycle -------------------------------------------------------------------
-    def start(self) -> FakeDiscord:
-        ready = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start_server())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=serve, name="fake-discord", daemon=True).start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Discord did not start")
-        return self
-
-    async def _start_server(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._api)
         app.router.add_get("/cdn/{name}", self._cdn)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._served = ServedApp(app, name="fake-discord")
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> FakeDiscord:
+        self._served.start()
+        return self
 
     def stop(self) -> None:
-        if self._loop is None:
-            return
-        loop = self._loop
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
+        self._served.stop()
+
+    @property
+    def port(self) -> int:
+        return self._served.port
 
     @property
     def base(self) -> str:

@@ -9,12 +9,13 @@ what the app answers: one acknowledgement per envelope, ``{"envelope_id": ...}``
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.served import ServedApp
 
 
 class FakeSocketMode:
@@ -26,34 +27,21 @@ class FakeSocketMode:
         self._socket: web.WebSocketResponse | None = None
         self._connected = threading.Event()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        app = web.Application()
+        app.router.add_get("/link/", self._link)
+        self._served = ServedApp(app, name="fake-socket-mode")
 
     def start(self) -> FakeSocketMode:
-        ready = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start_server())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=serve, name="fake-socket-mode", daemon=True).start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Socket Mode server did not start")
+        self._served.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._served.stop()
 
     @property
     def url(self) -> str:
         """What ``apps.connections.open`` answers."""
-        return f"ws://127.0.0.1:{self.port}/link/?ticket=test-ticket"
+        return f"ws://127.0.0.1:{self._served.port}/link/?ticket=test-ticket"
 
     def wait_connected(self, timeout: float = 10) -> None:
         if not self._connected.wait(timeout):
@@ -61,23 +49,13 @@ class FakeSocketMode:
 
     def send(self, envelope: dict[str, Any]) -> None:
         """Push one envelope to the connected client, as Slack does."""
-        assert self._loop is not None and self._socket is not None, "no client connected"
-        send = self._socket.send_str(json.dumps(envelope))
-        asyncio.run_coroutine_threadsafe(send, self._loop).result(10)
+        assert self._socket is not None, "no client connected"
+        self._served.run(self._socket.send_str(json.dumps(envelope)))
 
     def acks(self, envelope_id: str) -> list[dict[str, Any]]:
         """The client's answers to envelope ``envelope_id``."""
         with self._lock:
             return [m for m in self.received if m.get("envelope_id") == envelope_id]
-
-    async def _start_server(self) -> None:
-        app = web.Application()
-        app.router.add_get("/link/", self._link)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def _link(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse(autoping=True)
