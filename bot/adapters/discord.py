@@ -23,27 +23,22 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import re
 from collections import OrderedDict
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import discord
 
+from bot.adapters.discord_directory import DiscordDirectory
 from bot.adapters.discord_settings import DiscordSettings
+from bot.adapters.discord_text import message_text, not_allowed, thread_name
 from bot.adapters.images import fit_upload
 from bot.ports import VOTE_EMOJI, VOTES, MessageRef, ReactionEvent, vote_for_emoji
-from engine.errors import UserError
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
-MAX_CONTENT = 2000  # characters per message
-MAX_THREAD_NAME = 100
 THREAD_EXISTS = 160004  # "A thread has already been created for this message"
-_SLACK_LINK = re.compile(r"<(https?://[^|>\s]+)\|([^>]+)>")
-_NAME_JUNK = re.compile(r"[`*_~<>|#]+")
-_MENTION = re.compile(r"<(?:@[!&]?|#)\d+>")
 T = TypeVar("T")
 
 
@@ -57,12 +52,11 @@ class DiscordAdapter:
         self._settings = settings
         # Caches only: Discord is the truth (a second thread start answers THREAD_EXISTS,
         # a thread's parent can be fetched), so a restart loses nothing.
-        self._threads: dict[str, str] = {}  # thread id -> parent channel id
+        self.directory = DiscordDirectory(client=client)
         # Messages this bot posted, newest last: a thread is named after its root's text,
         # and an edit needs no lookup. After a restart, ids alone still do (partial messages).
         self._sent: OrderedDict[str, discord.Message] = OrderedDict()
         self._upload_limits: dict[str, int] = {}  # channel id -> bytes, from interactions
-        self._role_names: dict[int, dict[str, str]] = {}  # guild -> role id -> name
         self._thread_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -117,7 +111,7 @@ class DiscordAdapter:
     async def apost(self, *, channel: str, text: str, thread: str | None = None) -> MessageRef:
         """Coroutine of :meth:`post`."""
         target = await self._target(channel=channel, thread=thread)
-        sent = await self._send(target, content=_content(text))
+        sent = await self._send(target, content=message_text(text))
         return MessageRef(PLATFORM, channel, str(sent.id), thread)
 
     async def aedit(self, *, message: MessageRef, text: str) -> None:
@@ -126,7 +120,7 @@ class DiscordAdapter:
         if target is None:  # posted before a restart: its id is enough to edit it
             where = self._client.get_partial_messageable(int(message.thread or message.channel))
             target = where.get_partial_message(int(message.id))
-        self._remember(await target.edit(content=_content(text), allowed_mentions=_MENTIONS))
+        self._remember(await target.edit(content=message_text(text), allowed_mentions=_MENTIONS))
 
     async def aupload(
         self,
@@ -149,7 +143,7 @@ class DiscordAdapter:
             data, filename = fitted.data, fitted.filename
             caption = text if fitted.note is None else f"{text}\n-# {fitted.note}"
         file = discord.File(io.BytesIO(data), filename=filename)
-        posted = await self._send(target, content=_content(caption), file=file)
+        posted = await self._send(target, content=message_text(caption), file=file)
         if votable and self._settings.seed_reactions:
             # In the background: three reactions take about a second of rate limit, and
             # the next image should not wait for them.
@@ -169,12 +163,14 @@ class DiscordAdapter:
         if vote is None:
             return None
         channel_id = str(raw.channel_id)
-        parent = await self.thread_parent(channel_id)
+        parent = await self.directory.thread_parent(channel_id)
         if parent is None:
             message = MessageRef(PLATFORM, channel_id, str(raw.message_id), None)
         else:
             message = MessageRef(PLATFORM, parent, str(raw.message_id), channel_id)
-        roles = await self.roles_of(guild_id=raw.guild_id, user_id=raw.user_id, member=raw.member)
+        roles = await self.directory.roles_of(
+            guild_id=raw.guild_id, user_id=raw.user_id, member=raw.member
+        )
         return ReactionEvent(
             platform=PLATFORM,
             user=str(raw.user_id),
@@ -184,44 +180,6 @@ class DiscordAdapter:
             roles=roles,
             event_id=None,  # the gateway has no event ids; a resumed session replays nothing twice
         )
-
-    async def thread_parent(self, channel_id: str) -> str | None:
-        """The parent channel of ``channel_id`` when it is a thread, else None."""
-        if channel_id in self._threads:
-            return self._threads[channel_id]
-        channel = self._client.get_channel(int(channel_id))
-        if channel is None:
-            try:
-                channel = await self._client.fetch_channel(int(channel_id))
-            except discord.HTTPException:
-                log.warning("channel %s could not be fetched; taken as a channel", channel_id)
-                return None
-        if isinstance(channel, discord.Thread):
-            self._threads[channel_id] = str(channel.parent_id)
-            return self._threads[channel_id]
-        return None
-
-    async def roles_of(
-        self, *, guild_id: int, user_id: int, member: discord.Member | None = None
-    ) -> frozenset[str]:
-        """The member's roles by id and by name, so approver roles may be given either way.
-        Uses the gateway's member when there is one; else asks the API (a reaction removal
-        carries no member, and a guild may not be cached yet)."""
-        guild = self._client.get_guild(guild_id)
-        if guild is None:
-            member = None  # an interaction's member without the guild cached knows no roles
-        elif member is None:
-            member = guild.get_member(user_id)
-        if member is not None:
-            ids = [str(role.id) for role in member.roles if not role.is_default()]
-        else:
-            try:
-                data = await self._client.http.get_member(guild_id, user_id)
-            except discord.NotFound:
-                return frozenset()
-            ids = [str(role_id) for role_id in data.get("roles", [])]
-        names = await self._names_of_roles(guild_id, ids)
-        return frozenset(ids) | frozenset(names[i] for i in ids if i in names)
 
     def remember_upload_limit(self, *, channel: str, limit: int) -> None:
         """Record the guild's upload limit an interaction reported for ``channel``."""
@@ -238,10 +196,6 @@ class DiscordAdapter:
             return int(guild.filesize_limit)
         return self._settings.upload_limit_bytes
 
-    def note_thread(self, *, thread: str, parent: str) -> None:
-        """Record that ``thread`` lives in ``parent`` (from an interaction's channel)."""
-        self._threads[thread] = parent
-
     async def aclose(self) -> None:
         """Wait for background work (reaction seeding) to finish."""
         if self._background:
@@ -252,13 +206,13 @@ class DiscordAdapter:
         """The channel id to post to: the thread (started on first use), or the channel."""
         if thread is None or thread == channel:
             return channel
-        if thread in self._threads:
+        if self.directory.known_parent(thread) is not None:
             return thread
         lock = self._thread_locks.setdefault(thread, asyncio.Lock())
         async with lock:
-            if thread not in self._threads:
+            if self.directory.known_parent(thread) is None:
                 await self._start_thread(channel=channel, message_id=thread)
-                self._threads[thread] = channel
+                self.directory.note_thread(thread=thread, parent=channel)
         self._thread_locks.pop(thread, None)
         return thread
 
@@ -279,13 +233,13 @@ class DiscordAdapter:
             else:
                 sent = await channel.send(content=content, allowed_mentions=_MENTIONS, file=file)
         except discord.Forbidden as exc:
-            raise _not_allowed(channel_id, exc) from None
+            raise not_allowed(channel_id, exc) from None
         self._remember(sent)
         return sent
 
     async def _start_thread(self, *, channel: str, message_id: str) -> None:
         root = self._sent.get(message_id)
-        name = _thread_name(root.content if root is not None else "Proofroom job")
+        name = thread_name(root.content if root is not None else "Proofroom job")
         try:
             await self._client.http.start_thread_with_message(
                 channel,
@@ -294,7 +248,7 @@ class DiscordAdapter:
                 auto_archive_duration=self._settings.thread_archive_minutes,
             )
         except discord.Forbidden as exc:
-            raise _not_allowed(channel, exc) from None
+            raise not_allowed(channel, exc) from None
         except discord.HTTPException as exc:
             if exc.code != THREAD_EXISTS:  # started before (by us, before a restart): fine
                 raise
@@ -306,24 +260,6 @@ class DiscordAdapter:
             except discord.HTTPException as exc:  # e.g. no Add Reactions permission
                 log.warning("could not add %s to message %s: %s", vote, message.id, exc)
                 return
-
-    async def _names_of_roles(self, guild_id: int, ids: Iterable[str]) -> dict[str, str]:
-        guild = self._client.get_guild(guild_id)
-        names: dict[str, str] = {}
-        missing = []
-        for role_id in ids:
-            role = guild.get_role(int(role_id)) if guild is not None else None
-            if role is not None:
-                names[role_id] = role.name
-            else:
-                missing.append(role_id)
-        if missing:
-            known = self._role_names.get(guild_id)
-            if known is None or any(r not in known for r in missing):
-                roles = await self._client.http.get_roles(guild_id)
-                known = self._role_names[guild_id] = {str(r["id"]): r["name"] for r in roles}
-            names.update({r: known[r] for r in missing if r in known})
-        return names
 
     def _remember(self, message: discord.Message) -> None:
         key = str(message.id)
@@ -359,30 +295,3 @@ class DiscordAdapter:
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
-
-
-def _not_allowed(channel_id: str, exc: discord.Forbidden) -> UserError:
-    """A 403 as a sentence the channel's people can act on (the service shows it)."""
-    return UserError(
-        f"Proofroom may not post in <#{channel_id}> ({exc.text or 'missing permissions'}); "
-        "ask a server admin to give it View Channel, Send Messages, Create Public Threads, "
-        "Send Messages in Threads and Attach Files there"
-    )
-
-
-def _content(text: str) -> str:
-    """Port text as Discord shows it: Slack-style links become Markdown links; the length
-    is cut to Discord's limit with a visible ellipsis."""
-    text = _SLACK_LINK.sub(r"[\2](\1)", text)
-    if len(text) > MAX_CONTENT:
-        text = text[: MAX_CONTENT - 1] + "\u2026"
-    return text
-
-
-def _thread_name(text: str) -> str:
-    """A thread title from the root message: its first two lines without mentions and
-    Markdown marks (a title cannot ping anyone and shows no formatting)."""
-    text = _MENTION.sub("", text)
-    lines = [" ".join(_NAME_JUNK.sub(" ", ln).split()) for ln in text.splitlines()]
-    name = " — ".join([ln for ln in lines if ln][:2]) or "Proofroom job"
-    return name if len(name) <= MAX_THREAD_NAME else name[: MAX_THREAD_NAME - 1] + "…"

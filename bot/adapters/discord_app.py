@@ -168,7 +168,7 @@ class ProofroomDiscord(discord.Client):
                 return IN_FORUM
             # A thread cannot hold threads: the job's thread goes in the parent channel.
             parent = str(interaction.channel.parent_id)
-            self.adapter.note_thread(thread=channel, parent=parent)
+            self.adapter.directory.note_thread(thread=channel, parent=parent)
             channel = parent
         self.adapter.remember_upload_limit(channel=channel, limit=interaction.filesize_limit)
         # Each typed option (image, mask, control) says which part its file plays.
@@ -180,7 +180,7 @@ class ProofroomDiscord(discord.Client):
             channel=channel,
             text=text,
             attachments=tuple(attachments.values()),
-            roles=await self.adapter.roles_of(
+            roles=await self.adapter.directory.roles_of(
                 guild_id=interaction.guild_id, user_id=interaction.user.id, member=member
             ),
         )

@@ -199,7 +199,7 @@ async def test_an_attached_image_to_a_thread_of_results_approved_by_reaction(
         channel=str(channel().id),
         text="a red fox in the snow --n 2 --seed 7 --steps 2",
         attachments=tuple(files.values()),
-        roles=await client.adapter.roles_of(guild_id=ada.guild.id, user_id=ada.id),
+        roles=await client.adapter.directory.roles_of(guild_id=ada.guild.id, user_id=ada.id),
     )
     reply = await asyncio.to_thread(service.handle_command, event)
     assert reply.startswith("Queued job `"), reply

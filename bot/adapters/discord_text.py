@@ -1,0 +1,43 @@
+"""Text as Discord shows it: message content, thread titles, and the sentence for a channel
+the bot may not post in."""
+
+from __future__ import annotations
+
+import re
+
+import discord
+
+from engine.errors import UserError
+
+MAX_CONTENT = 2000  # characters per message
+MAX_THREAD_NAME = 100
+_SLACK_LINK = re.compile(r"<(https?://[^|>\s]+)\|([^>]+)>")
+_NAME_JUNK = re.compile(r"[`*_~<>|#]+")
+_MENTION = re.compile(r"<(?:@[!&]?|#)\d+>")
+
+
+def not_allowed(channel_id: str, exc: discord.Forbidden) -> UserError:
+    """A 403 as a sentence the channel's people can act on (the service shows it)."""
+    return UserError(
+        f"Proofroom may not post in <#{channel_id}> ({exc.text or 'missing permissions'}); "
+        "ask a server admin to give it View Channel, Send Messages, Create Public Threads, "
+        "Send Messages in Threads and Attach Files there"
+    )
+
+
+def message_text(text: str) -> str:
+    """Port text as Discord shows it: Slack-style links become Markdown links; the length
+    is cut to Discord's limit with a visible ellipsis."""
+    text = _SLACK_LINK.sub(r"[\2](\1)", text)
+    if len(text) > MAX_CONTENT:
+        text = text[: MAX_CONTENT - 1] + "\u2026"
+    return text
+
+
+def thread_name(text: str) -> str:
+    """A thread title from the root message: its first two lines without mentions and
+    Markdown marks (a title cannot ping anyone and shows no formatting)."""
+    text = _MENTION.sub("", text)
+    lines = [" ".join(_NAME_JUNK.sub(" ", ln).split()) for ln in text.splitlines()]
+    name = " — ".join([ln for ln in lines if ln][:2]) or "Proofroom job"
+    return name if len(name) <= MAX_THREAD_NAME else name[: MAX_THREAD_NAME - 1] + "…"
