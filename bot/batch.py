@@ -20,8 +20,8 @@ from bot.batch_plan import BATCH_USAGE, PlannedRow, new_batch_id, parse_batch_co
 from bot.batch_report import BatchReport
 from bot.meta import requester_key
 from bot.ports import CommandEvent, MessageRef
+from bot.records import JobRecord, dumps_ref, loads_ref
 from bot.review import reseeded
-from bot.state import JobRecord, dumps_ref, loads_ref
 from bot.tokens import TokenizeError, tokenize
 from engine.errors import UserError
 from engine.events import JobEvent

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.batch_plan import image_file_name
 from bot.manifest import ManifestEntry, manifest_csv, zip_parts
-from bot.state import loads_ref
+from bot.records import loads_ref
 from bot.texts import progress_bar
 from engine.redis_values import as_text
 

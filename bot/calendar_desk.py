@@ -16,9 +16,9 @@ from bot.calendar import Calendar, WeekRun, load_calendars, run_for
 from bot.commands import ImagineRequest
 from bot.meta import requester_key
 from bot.ports import CommandEvent
+from bot.records import dumps_ref, loads_ref
 from bot.resolve import build_spec
 from bot.scheduler import CalendarScheduler, Clock, utc_now
-from bot.state import dumps_ref, loads_ref
 from bot.tokens import TokenizeError, tokenize
 from engine.redis_values import as_text
 

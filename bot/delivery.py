@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from bot import texts
 from bot.ports import ChannelUnavailable, ChatAdapter, MessageRef
-from bot.state import BotState, ImageRecord, JobRecord, dumps_ref, loads_ref
+from bot.records import ImageRecord, JobRecord, dumps_ref, loads_ref
+from bot.state import BotState
 from engine.errors import internal_message
 from engine.events import JobEvent
 from engine.queue import JobQueue

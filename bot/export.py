@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.state import ImageRecord
+from bot.records import ImageRecord
 from engine.metadata import read_parameters
 from engine.spec import JobSpec
 from engine.store import ArtifactStore

@@ -26,8 +26,9 @@ from pathlib import Path
 from bot import texts
 from bot.export import export_image, unexport
 from bot.ports import ChatAdapter, MessageRef, ReactionEvent, Vote
+from bot.records import ImageRecord, ImageState
 from bot.settings import BotSettings
-from bot.state import BotState, ImageRecord, ImageState
+from bot.state import BotState
 from engine.settings import Settings
 from engine.spec import JobSpec, new_spec, random_seed
 from engine.store import ArtifactStore

@@ -24,10 +24,11 @@ from bot.commands import MetaCommand, UsageError, parse
 from bot.delivery import Delivery
 from bot.job_inputs import post_inputs
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent
+from bot.records import ImageRecord, JobRecord
 from bot.resolve import build_spec
 from bot.review import ReviewDesk, thread_of
 from bot.settings import BotSettings
-from bot.state import BotState, ImageRecord, JobRecord
+from bot.state import BotState
 from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.events import EventStream, JobEvent

@@ -23,63 +23,14 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import redis as redis_lib
-from pydantic import BaseModel
 
 from bot.ports import MessageRef, Vote
+from bot.records import ImageRecord, ImageState, JobOutcome, JobRecord, ReviewedImage
 from engine.redis_values import as_text
-from engine.spec import ImageResult, JobResult, JobSpec
-
-ImageState = Literal["pending", "approved", "rejected"]
-
-
-class JobRecord(BaseModel):
-    """A job the bot queued: its spec, its thread, and where it came from."""
-
-    spec: JobSpec
-    thread: MessageRef
-    requester: str  # platform user id
-    rerender_of: str | None = None  # message key of the image this job re-renders
-    root: str | None = None  # message key of the first image of that lineage
-
-
-class ImageRecord(BaseModel):
-    """One posted image message and what it shows."""
-
-    message: MessageRef
-    job_id: str
-    index: int
-    seed: int
-    artifact_id: str
-    width: int
-    height: int
-    requester: str
-    root: str  # message key of the lineage's first image (itself unless a re-render)
-    number: int = 1  # 1-based position shown in the caption ("image 2 of 4")
-    of: int = 1
-
-
-@dataclass(frozen=True)
-class ReviewedImage:
-    """A rendered image of a job and where review stands on it (pending until posted)."""
-
-    index: int
-    seed: int
-    artifact_id: str
-    state: ImageState
-    exports: tuple[str, ...] = ()  # exported files, once approved
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """A job's record and its images; ``images`` is None while it has no result."""
-
-    job_id: str
-    record: JobRecord | None
-    images: tuple[ReviewedImage, ...] | None
+from engine.spec import ImageResult, JobResult
 
 
 class BotState:
@@ -315,13 +266,3 @@ def _reviewed(image: ImageResult, review: list[Any] | None) -> ReviewedImage:
         state=cast(ImageState, state or "pending"),
         exports=tuple(json.loads(export)) if export else (),
     )
-
-
-def dumps_ref(ref: MessageRef) -> str:
-    """A message ref as a JSON string for a hash field."""
-    return json.dumps(ref.to_dict())
-
-
-def loads_ref(raw: str) -> MessageRef:
-    """The inverse of :func:`dumps_ref`."""
-    return MessageRef.from_dict(json.loads(raw))

@@ -5,7 +5,7 @@ lines. Plain text with backticks and ``<@user>`` mentions, which Slack and Disco
 from __future__ import annotations
 
 from bot.ports import VOTE_EMOJI
-from bot.state import ImageRecord
+from bot.records import ImageRecord
 from engine.catalog import Catalog
 from engine.spec import JobSpec, Mode
 
