@@ -15,6 +15,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import cast
 
 from bot.commands import ImagineRequest
 from bot.flags import FLAG_BY_NAME, LoraRequest, convert
@@ -79,10 +80,9 @@ def request_from(args: argparse.Namespace, *, catalog: Catalog) -> ImagineReques
         raise UserError(
             "--width and --height go together; give both, or neither for the model's size"
         )
-    loras: list[LoraRequest] = [
-        convert(FLAG_BY_NAME["lora"], item, catalog)  # type: ignore[misc]
-        for item in args.lora
-    ]
+    # The grammar's own conversions: the same names, checks and messages as in chat.
+    loras = tuple(cast(LoraRequest, convert(FLAG_BY_NAME["lora"], item, catalog))
+                  for item in args.lora)  # fmt: skip
     sampler = convert(FLAG_BY_NAME["sampler"], args.sampler, catalog) if args.sampler else None
     return ImagineRequest(
         prompt=args.prompt or "",
@@ -96,7 +96,7 @@ def request_from(args: argparse.Namespace, *, catalog: Catalog) -> ImagineReques
         cfg=args.cfg,
         sampler=str(sampler) if sampler else None,
         model=args.model,
-        loras=tuple(loras),
+        loras=loras,
     )
 
 
