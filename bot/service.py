@@ -3,9 +3,8 @@
 An adapter calls three things: :meth:`BotService.handle_command` for ``/imagine`` (it
 returns the immediate reply), :meth:`BotService.handle_reaction` for reactions, and
 :meth:`BotService.pump_until` (or :meth:`BotService.pump` in a loop of its own) to bring job
-events into threads. Everything the service
-remembers is in Redis (``bot.state``), so a new ``BotService`` after a restart carries on
-where the old one stopped.
+events into threads. Everything the service remembers is in Redis (``bot.state``), so a new
+``BotService`` after a restart carries on where the old one stopped.
 """
 
 from __future__ import annotations
