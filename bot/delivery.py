@@ -74,10 +74,11 @@ class Delivery:
             self._failed(event, job)
         elif event.kind == "cancelled":
             self._progress(event, job)
+            self.state.set_field(job.spec.id, "posted:end", "cancelled")
             self.state.close_job(job)
         else:
             if self.state.get_field(job.spec.id, "posted:end") is None:
-                self._progress(event, job)  # a late progress event must not undo "Done"
+                self._progress(event, job)  # a late progress event must not undo the end
 
     def _undeliverable(self, job: JobRecord, exc: ChannelUnavailable) -> None:
         """The channel refuses our posts: the images stay in the store and the requester

@@ -16,6 +16,7 @@ from bot.service import BotService
 from bot.settings import BotSettings
 from bot.testing import FakeAdapter, FakeChat
 from engine.errors import UserError
+from engine.events import JobEvent
 from tests.waiting import wait_for
 
 
@@ -93,6 +94,12 @@ def test_status_lists_your_jobs_and_cancel_takes_a_prefix(quiet: FakeChat):
     )
     quiet.wait_for(lambda: "Cancelled" in quiet.thread(first.thread)[-1].text, timeout=10)
     assert "a boat" not in quiet.command("/imagine status").text
+    # A progress event read again after the cancel (its first delivery failed) changes
+    # nothing: the end stays shown.
+    quiet.service.events.publish(JobEvent(job_id=job_id, kind="progress", step=3, total=10))
+    while quiet.pump(block_ms=10):
+        pass
+    assert "Cancelled" in quiet.thread(first.thread)[-1].text
 
 
 def test_meta_commands_list_what_can_be_named(quiet: FakeChat):
