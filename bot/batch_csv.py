@@ -11,6 +11,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 
+from bot.flags import lora_request
 from engine.catalog import Catalog, Template
 from engine.errors import UserError
 from engine.spec import MAX_SEED
@@ -141,10 +142,14 @@ def _check_row(
                 + (f"; did you mean `{hint}`?" if hint else "")
             )
             continue
-        try:
-            loras.append((name, float(weight) if weight else catalog.loras[name].weight))
-        except ValueError:
-            problems.append(f"row {number}: LoRA weight `{weight}` is not a number (use name:0.8)")
+        try:  # the grammar's own check: a number, within the weights --lora allows
+            request = lora_request(name, weight or None, catalog, shown=item)
+        except UserError as exc:
+            problems.append(f"row {number}: {exc.message}")
+            continue
+        loras.append(
+            (name, catalog.loras[name].weight if request.weight is None else request.weight)
+        )
     if problems:
         return None, problems
     row = BatchRow(

@@ -56,6 +56,17 @@ def test_five_faults_are_all_reported_with_row_numbers() -> None:
     assert info.value.message.startswith("the batch file has 5 problems; nothing was queued.")
 
 
+def test_lora_weights_in_cells_are_checked_as_on_the_command_line() -> None:
+    text = "product,lora\nA,tiny-style:nan\nB,tiny-style:1e9\nC,tiny-style:9\nD,tiny-style\n"
+    with pytest.raises(BatchFileError) as info:
+        read(text)
+    problems = info.value.problems
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("row 2: `tiny-style:nan`: the weight must be a number")
+    assert problems[1].startswith("row 3: `tiny-style:1e9`: the weight must be a number")
+    assert problems[2].startswith("row 4: `tiny-style:9`: LoRA weights go from -5 to 5")
+
+
 def test_too_many_rows_and_not_utf8_and_empty() -> None:
     with pytest.raises(BatchFileError, match="the file has 3 rows; the limit is 2 per batch"):
         read("product\na\nb\nc\n", max_rows=2)
