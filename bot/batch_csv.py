@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot.flags import lora_request
 from engine.catalog import Catalog, Template
@@ -49,7 +49,6 @@ class BatchRow:
     loras: tuple[tuple[str, float], ...] = ()
     negative: str = ""
     model: str | None = None
-    raw: dict[str, str] = field(default_factory=dict)
 
 
 def read_batch_csv(
@@ -159,6 +158,5 @@ def _check_row(
         loras=tuple(loras),
         negative=cells.get("negative", ""),
         model=model,
-        raw=cells,
     )
     return row, []

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -241,7 +240,7 @@ def reseeded(
         seed=seed,
         count=spec.count if count is None else count,
         parent=parent,
-        **{**fields, "id": uuid.uuid4().hex[:12]},
+        **fields,  # without an id: JobSpec makes a new one
     )
 
 
