@@ -40,11 +40,13 @@ class Delivery:
 
     def handle(self, event: JobEvent) -> bool:
         """Show ``event`` in its thread; False when it is not for this platform (nothing done)."""
-        job = self._job(event)
+        # One read of the job hash: its record and everything already posted for it.
+        fields = self.state.job_fields(event.job_id)
+        job = self._job(event, fields)
         if job is None:
             return False
         try:
-            self._show(event, job)
+            self._show(event, job, fields)
         except ChannelUnavailable as exc:
             self._undeliverable(job, exc)
         for observer in self.observers:
@@ -55,30 +57,28 @@ class Delivery:
         """Post a finished job's images that could not be posted before (the bot was not in
         the channel); False when there is nothing left to post. ``ChannelUnavailable`` if
         the channel still refuses."""
-        job = self.state.job(job_id)
-        raw = self.state.get_field(job_id, "result")
-        if job is None or raw is None:
+        fields = self.state.job_fields(job_id)
+        if "record" not in fields or "result" not in fields:
             return False
-        images = JobResult.model_validate_json(raw).images
-        missing = [i for i in images if self.state.get_field(job_id, f"image:{i.index}") is None]
-        if not missing:
+        job = JobRecord.model_validate_json(fields["record"])
+        images = JobResult.model_validate_json(fields["result"]).images
+        if all(f"image:{i.index}" in fields for i in images):
             return False
-        self._post_images(job, missing)
+        self._post_images(job, images, fields)
         self.state.close_job(job)
         return True
 
-    def _show(self, event: JobEvent, job: JobRecord) -> None:
+    def _show(self, event: JobEvent, job: JobRecord, fields: dict[str, str]) -> None:
         if event.kind == "done":
-            self._done(event, job)
+            self._done(event, job, fields)
         elif event.kind == "failed":
-            self._failed(event, job)
+            self._failed(event, job, fields)
         elif event.kind == "cancelled":
-            self._progress(event, job)
+            self._progress(event, job, fields)
             self.state.set_field(job.spec.id, "posted:end", "cancelled")
             self.state.close_job(job)
-        else:
-            if self.state.get_field(job.spec.id, "posted:end") is None:
-                self._progress(event, job)  # a late progress event must not undo the end
+        elif "posted:end" not in fields:
+            self._progress(event, job, fields)  # a late progress event must not undo the end
 
     def _undeliverable(self, job: JobRecord, exc: ChannelUnavailable) -> None:
         """The channel refuses our posts: the images stay in the store and the requester
@@ -95,21 +95,27 @@ class Delivery:
 
     # -- per kind -------------------------------------------------------------------------
 
-    def _done(self, event: JobEvent, job: JobRecord) -> None:
+    def _done(self, event: JobEvent, job: JobRecord, fields: dict[str, str]) -> None:
         result = event.result
         images = result.images if result else []
         if result is not None:
             # Kept first, so `/imagine repost` can post the images if the channel refuses now.
             self.state.set_field(job.spec.id, "result", result.model_dump_json())
-        self._progress(event, job, count=len(images), seconds=result.total_s if result else None)
+        self._progress(event, job, fields, count=len(images),
+                       seconds=result.total_s if result else None)  # fmt: skip
         self.state.set_field(job.spec.id, "posted:end", "done")
-        self._post_images(job, images)
+        self._post_images(job, images, fields)
         self.state.close_job(job)
 
-    def _post_images(self, job: JobRecord, images: list[ImageResult]) -> None:
-        parent = self._parent_label(job)
+    def _post_images(
+        self, job: JobRecord, images: list[ImageResult], fields: dict[str, str]
+    ) -> None:
+        # A re-render is numbered like the image it replaces ("image 2 of 4").
+        original = self._original(job)
+        original_number, original_of = (original.number, original.of) if original else (1, 1)
+        parent = f"image {original_number}" if job.rerender_of else None
         for image in sorted(images, key=lambda i: i.index):
-            if self.state.get_field(job.spec.id, f"image:{image.index}") is not None:
+            if f"image:{image.index}" in fields:
                 continue  # posted before a restart
             record = ImageRecord(
                 message=MessageRef(job.thread.platform, job.thread.channel, "?", None),
@@ -121,8 +127,8 @@ class Delivery:
                 height=image.height,
                 requester=job.requester,
                 root="",
-                number=image.index + 1 if job.rerender_of is None else self._number(job),
-                of=job.spec.count if job.rerender_of is None else self._of(job),
+                number=image.index + 1 if job.rerender_of is None else original_number,
+                of=job.spec.count if job.rerender_of is None else original_of,
             )
             ref = self.adapter.upload(
                 channel=job.thread.channel,
@@ -136,9 +142,9 @@ class Delivery:
             self.state.add_image(record)
             self.state.set_field(job.spec.id, f"image:{image.index}", ref.id)
 
-    def _failed(self, event: JobEvent, job: JobRecord) -> None:
-        self._progress(event, job)
-        if self.state.get_field(job.spec.id, "posted:end") is None:
+    def _failed(self, event: JobEvent, job: JobRecord, fields: dict[str, str]) -> None:
+        self._progress(event, job, fields)
+        if "posted:end" not in fields:
             message = event.message or internal_message(job.spec.id)
             self.adapter.post(
                 channel=job.thread.channel,
@@ -149,8 +155,8 @@ class Delivery:
         self.state.close_job(job)
 
     def _progress(
-        self, event: JobEvent, job: JobRecord, *, count: int | None = None,
-        seconds: float | None = None,
+        self, event: JobEvent, job: JobRecord, fields: dict[str, str], *,
+        count: int | None = None, seconds: float | None = None,
     ) -> None:  # fmt: skip
         if job.spec.origin.get("batch"):
             return  # a batch shows one progress message for all its jobs (bot.batch)
@@ -165,28 +171,27 @@ class Delivery:
             message=event.message
             or (internal_message(job.spec.id) if event.kind == "failed" else ""),
         )
-        raw = self.state.get_field(job.spec.id, "progress")
+        raw = fields.get("progress")
         if raw is None:
             ref = self.adapter.post(
                 channel=job.thread.channel, thread=job.thread.thread_id, text=text
             )
-            self.state.set_field(job.spec.id, "progress", dumps_ref(ref))
-            self.state.set_field(job.spec.id, "progress:text", text)
-        elif self.state.get_field(job.spec.id, "progress:text") != text:
+            self.state.set_fields(job.spec.id, {"progress": dumps_ref(ref), "progress:text": text})
+        elif fields.get("progress:text") != text:
             self.adapter.edit(message=loads_ref(raw), text=text)
             self.state.set_field(job.spec.id, "progress:text", text)
 
     # -- routing --------------------------------------------------------------------------
 
-    def _job(self, event: JobEvent) -> JobRecord | None:
-        """The job's record; for a job queued by someone else (a batch, a calendar) with an
-        origin on this platform, a record made from the origin and the queued spec."""
+    def _job(self, event: JobEvent, fields: dict[str, str]) -> JobRecord | None:
+        """The job's record (from its hash, ``fields``); for a job queued by someone else (a
+        batch, a calendar) with an origin on this platform, a record made from the origin
+        and the queued spec."""
         origin = event.origin
         if origin.get("platform") not in (None, self.adapter.platform):
             return None
-        job = self.state.job(event.job_id)
-        if job is not None:
-            return job
+        if "record" in fields:
+            return JobRecord.model_validate_json(fields["record"])
         if origin.get("platform") != self.adapter.platform or not origin.get("channel"):
             return None
         spec = self.queue.spec(event.job_id)
@@ -207,19 +212,6 @@ class Delivery:
         )
         self.state.add_job(job)
         return job
-
-    def _parent_label(self, job: JobRecord) -> str | None:
-        if job.rerender_of is None:
-            return None
-        return f"image {self._number(job)}"
-
-    def _number(self, job: JobRecord) -> int:
-        original = self._original(job)
-        return original.number if original else 1
-
-    def _of(self, job: JobRecord) -> int:
-        original = self._original(job)
-        return original.of if original else 1
 
     def _original(self, job: JobRecord) -> ImageRecord | None:
         if not job.rerender_of:

@@ -70,11 +70,20 @@ class BotState:
         value = self.redis.hget(self._key("job", job_id), field)
         return as_text(value) if value is not None else None
 
+    def job_fields(self, job_id: str) -> dict[str, str]:
+        """The whole job hash in one read: ``record`` and what was posted for it."""
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(self._key("job", job_id)))
+        return {as_text(k): as_text(v) for k, v in raw.items()}
+
     def set_field(self, job_id: str, field: str, value: str) -> None:
         """Record something about a job (what was posted, where)."""
+        self.set_fields(job_id, {field: value})
+
+    def set_fields(self, job_id: str, fields: dict[str, str]) -> None:
+        """Record several things about a job in one write."""
         key = self._key("job", job_id)
         with self.redis.pipeline() as pipe:
-            pipe.hset(key, field, value)
+            pipe.hset(key, mapping=cast(Any, fields))
             pipe.expire(key, self.ttl_s)
             pipe.execute()
 
