@@ -93,9 +93,13 @@ def start_embedded_worker(
     )
     heartbeat = Heartbeat(redis=redis, settings=settings, worker_name=worker.name, config=recovery)
     heartbeat.start()
-    start_context(
-        settings=settings, redis=redis, name=worker.name, preload=preload, families=families
-    )
+    try:
+        start_context(
+            settings=settings, redis=redis, name=worker.name, preload=preload, families=families
+        )
+    except BaseException:  # no worker will run: its heartbeat must not say it is alive
+        heartbeat.stop()
+        raise
 
     def work() -> None:
         try:

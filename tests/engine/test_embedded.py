@@ -92,6 +92,15 @@ def test_the_runners_start_a_worker_only_where_needed(embedded_settings, redis_u
         wipe(real, served.key_prefix)
 
 
+def test_a_worker_that_cannot_start_leaves_no_heartbeat(embedded_settings: Settings) -> None:
+    client = redis_for(embedded_settings)
+    broken = embedded_settings.model_copy(update={"default_model": "no-such-model"})
+    with pytest.raises(Exception, match="no-such-model"):
+        start_embedded_worker(settings=broken, redis=client, recovery=FAST)
+    time.sleep(FAST.interval_s * 2)  # a heartbeat left running would have beaten again
+    assert not list(client.scan_iter(alive_key(broken, "*")))
+
+
 @pytest.mark.slow
 def test_job_timeouts_work_in_a_thread(embedded_settings: Settings) -> None:
     # SIGALRM reaches only the main thread; the thread worker uses RQ's timer instead.
