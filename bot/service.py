@@ -282,9 +282,9 @@ class BotService:
         except Exception:
             log.exception("calendar tick failed; will try again")
         if self._retry_at is not None and time.monotonic() >= self._retry_at:
-            # A new reader hands this consumer its unacknowledged entries first.
+            # The unacknowledged entries (those that failed) are read again first.
             self._retry_at = None
-            self.events = EventStream(redis=self.events.redis, settings=self.events.settings)
+            self.events.replay(group=self.group, consumer=self.consumer)
         batch = self.events.read(
             group=self.group, consumer=self.consumer, count=count, block_ms=block_ms
         )

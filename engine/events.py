@@ -62,6 +62,8 @@ class EventStream:
         self.key = f"{settings.key_prefix}:events"
         # Consumers that still have to replay their pending entries (first read after start).
         self._replaying: dict[tuple[str, str], str] = {}
+        # When each consumer last took over entries abandoned by others (monotonic seconds).
+        self._claimed_at: dict[tuple[str, str], float] = {}
         self._groups: set[str] = set()  # groups known to exist (saves a round trip per read)
 
     # -- publishing -------------------------------------------------------------------------
@@ -123,13 +125,19 @@ class EventStream:
 
         The first reads after this object was made return the consumer's own pending entries
         (delivered before but never acknowledged, e.g. before a crash); after those, new
-        entries, waiting up to ``block_ms``. Acknowledge each with :meth:`ack` once handled.
+        entries, waiting up to ``block_ms``. Entries another consumer left unacknowledged are
+        taken over and replayed the same way, checked at first and then every
+        ``settings.event_claim_idle_s``. Acknowledge each with :meth:`ack` once handled.
         """
         if group not in self._groups:
             self.ensure_group(group)
-        if (group, consumer) not in self._replaying:
-            self.claim_abandoned(group=group, consumer=consumer)
-        cursor = self._replaying.setdefault((group, consumer), "0")
+        me = (group, consumer)
+        due = self._claimed_at.get(me, float("-inf")) + self.settings.event_claim_idle_s
+        if time.monotonic() >= due:
+            self._claimed_at[me] = time.monotonic()
+            if self.claim_abandoned(group=group, consumer=consumer):
+                self.replay(group=group, consumer=consumer)
+        cursor = self._replaying.setdefault(me, "0")
         if cursor != ">":
             entries = self._xreadgroup(group, consumer, cursor, count, None)
             if entries:
@@ -137,6 +145,11 @@ class EventStream:
                 return self._decode(group, entries)
             self._replaying[(group, consumer)] = ">"
         return self._decode(group, self._xreadgroup(group, consumer, ">", count, block_ms))
+
+    def replay(self, *, group: str, consumer: str) -> None:
+        """Make the next reads return ``consumer``'s pending entries again, oldest first
+        (e.g. to retry events whose handling failed), before any new entry."""
+        self._replaying[(group, consumer)] = "0"
 
     def claim_abandoned(self, *, group: str, consumer: str) -> int:
         """Make ``consumer`` the owner of every entry of ``group`` that another consumer

@@ -3,6 +3,8 @@ restarts. Runs on the real Redis and on the embedded in-memory server."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from engine.events import EventStream, JobEvent
@@ -103,6 +105,18 @@ def test_what_a_vanished_consumer_left_unacked_goes_to_the_next_reader(stream) -
     for entry_id, _ in replay:
         later.ack(group="bot", entry_id=entry_id)
     assert stream.redis.xpending(stream.key, "bot")["pending"] == 0
+
+
+def test_a_running_reader_takes_over_what_another_left_once_it_is_idle(stream) -> None:
+    idle = stream.settings.model_copy(update={"event_claim_idle_s": 0.3})
+    running = EventStream(redis=stream.redis, settings=idle)
+    assert running.read(group="bot", consumer="a", block_ms=10) == []  # started, nothing yet
+    stream.publish(JobEvent(job_id="j1", kind="queued"))
+    [(entry_id, _)] = stream.read(group="bot", consumer="b", block_ms=10)  # b reads, then dies
+    assert running.read(group="bot", consumer="a", block_ms=10) == []  # b may still be at it
+    time.sleep(0.4)
+    replay = running.read(group="bot", consumer="a", block_ms=10)
+    assert [(i, e.job_id) for i, e in replay] == [(entry_id, "j1")]
 
 
 def test_groups_are_independent(stream: EventStream) -> None:
