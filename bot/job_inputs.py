@@ -24,7 +24,7 @@ from PIL import Image
 from bot import texts
 from bot.ports import Attachment, ChatAdapter, MessageRef
 from engine.errors import UserError
-from engine.inputs import ROLES, prepare
+from engine.inputs import ROLES, PreparedInputs, prepare
 from engine.settings import Settings
 from engine.spec import JobSpec, Mode
 from engine.store import ArtifactStore
@@ -115,11 +115,14 @@ def sort_inputs(
     return JobInputs(**roles)
 
 
-def check_inputs(inputs: JobInputs, *, spec_size: tuple[int, int], settings: Settings) -> None:
+def check_inputs(
+    inputs: JobInputs, *, spec_size: tuple[int, int], settings: Settings
+) -> PreparedInputs:
     """Run the worker's preparation on the attachments now, so a file it would refuse (not
-    an image, a bomb, an all-black mask, a mask of another shape) is refused before queueing."""
+    an image, a bomb, an all-black mask, a mask of another shape) is refused before queueing;
+    the prepared images are what the thread shows (:func:`post_inputs`)."""
     files = inputs.by_role()
-    prepare(
+    return prepare(
         images={role: file.read() for role, file in files.items()},
         width=spec_size[0],
         height=spec_size[1],
@@ -148,21 +151,11 @@ def store_inputs(inputs: JobInputs, *, store: ArtifactStore, requested_by: str) 
 
 
 def post_inputs(
-    adapter: ChatAdapter, spec: JobSpec, *, thread: MessageRef, store: ArtifactStore,
-    settings: Settings,
-) -> None:  # fmt: skip
-    """Upload the job's inputs into its thread, as the job will see them (fitted to its
-    size, the mask in black and white), each captioned with its part."""
-    ids = spec.input_images()
-    if not ids:
-        return
-    prepared = prepare(
-        images={role: store.get(artifact_id) for role, artifact_id in ids.items()},
-        width=spec.width,
-        height=spec.height,
-        how=spec.input_fit,
-        max_pixels=settings.limits.max_input_pixels,
-    )
+    adapter: ChatAdapter, spec: JobSpec, *, thread: MessageRef, prepared: PreparedInputs
+) -> None:
+    """Upload the job's inputs into its thread as the job will see them (``prepared`` by
+    :func:`check_inputs`: fitted to its size, the mask in black and white), each captioned
+    with its part."""
     for role in ROLES:
         image = getattr(prepared, role)
         if image is None:

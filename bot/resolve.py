@@ -8,6 +8,7 @@ hears about a typo or a limit before anything is queued; the worker checks the s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bot.commands import ImagineRequest, size_for_aspect
@@ -16,6 +17,7 @@ from bot.ports import Attachment
 from bot.settings import BotSettings
 from engine.catalog import Catalog, ModelEntry
 from engine.errors import CatalogError, UserError
+from engine.inputs import PreparedInputs
 from engine.settings import Settings
 from engine.spec import CONTROL_TYPES, JobSpec, LoraRef, Mode, new_spec
 from engine.store import ArtifactStore
@@ -28,6 +30,14 @@ NOT_YET = {
 }
 
 
+@dataclass(frozen=True)
+class ResolvedJob:
+    """A validated spec and, with attached images, those images as the job will see them."""
+
+    spec: JobSpec
+    inputs: PreparedInputs | None = None
+
+
 def build_spec(
     request: ImagineRequest,
     *,
@@ -38,7 +48,30 @@ def build_spec(
     attachments: Sequence[Attachment] = (),
     store: ArtifactStore | None = None,
 ) -> JobSpec:
-    """A validated spec for ``request``; :class:`UserError` with a sentence for the user.
+    """A validated spec for ``request``; :class:`UserError` with a sentence for the user
+    (see :func:`resolve_job`)."""
+    return resolve_job(
+        request,
+        catalog=catalog,
+        settings=settings,
+        bot_settings=bot_settings,
+        requested_by=requested_by,
+        attachments=attachments,
+        store=store,
+    ).spec
+
+
+def resolve_job(
+    request: ImagineRequest,
+    *,
+    catalog: Catalog,
+    settings: Settings,
+    bot_settings: BotSettings,
+    requested_by: str,
+    attachments: Sequence[Attachment] = (),
+    store: ArtifactStore | None = None,
+) -> ResolvedJob:
+    """The spec for ``request``; :class:`UserError` with a sentence for the user.
 
     Attached images make an img2img, inpaint or ControlNet job (``bot.job_inputs``); they
     are checked like the worker will check them and then put in ``store``, and the spec
@@ -109,12 +142,13 @@ def build_spec(
         if store is None:
             raise ValueError("attached images need an artifact store")
         fields["input_fit"] = settings.input_fit  # recorded: a re-render fits them alike
-        check_inputs(inputs, spec_size=(width, height), settings=settings)
+        prepared = check_inputs(inputs, spec_size=(width, height), settings=settings)
         # Every other check first, with stand-in ids, so a refused command stores nothing.
         stand_ins = dict.fromkeys(store_fields(inputs), STAND_IN_ID)
         new_spec(limits=settings.limits, seed=request.seed, **fields, **stand_ins)
         fields |= store_inputs(inputs, store=store, requested_by=requested_by)
-    return new_spec(limits=settings.limits, seed=request.seed, **fields)
+        return ResolvedJob(new_spec(limits=settings.limits, seed=request.seed, **fields), prepared)
+    return ResolvedJob(new_spec(limits=settings.limits, seed=request.seed, **fields))
 
 
 def _image_fields(

@@ -24,7 +24,7 @@ from bot.delivery import Delivery
 from bot.job_inputs import post_inputs
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent
 from bot.records import ImageRecord, JobRecord
-from bot.resolve import build_spec
+from bot.resolve import resolve_job
 from bot.review import ReviewDesk, thread_of
 from bot.settings import BotSettings
 from bot.state import BotState
@@ -140,7 +140,7 @@ class BotService:
                 and not self.review.policy.open,
             )
         try:
-            spec = build_spec(
+            resolved = resolve_job(
                 parsed,
                 catalog=self.catalog,
                 settings=self.settings,
@@ -151,6 +151,7 @@ class BotService:
             )
         except UserError as exc:
             return _sentence(exc.message)
+        spec, inputs = resolved.spec, resolved.inputs
         try:
             thread = self.adapter.post(
                 channel=event.channel,
@@ -162,12 +163,8 @@ class BotService:
         except Exception:
             log.exception("job %s: could not open its thread", spec.id)
             return _sentence(TRY_AGAIN)
-        # The inputs open the thread, under the card: best effort, the job runs without.
-        self._try(
-            lambda: post_inputs(
-                self.adapter, spec, thread=thread, store=self.store, settings=self.settings
-            )
-        )
+        if inputs is not None:  # they open the thread, under the card: best effort
+            self._try(lambda: post_inputs(self.adapter, spec, thread=thread, prepared=inputs))
         try:
             job_id = self.submit(spec, thread=thread, requester=event.user)
         except Exception:
