@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import redis as redis_lib
@@ -119,7 +120,17 @@ class BotService:
 
     def handle_command(self, event: CommandEvent) -> str:
         """Answer ``/imagine <text>`` at once: an error, a meta answer, or "queued" (the job
-        card opens a thread in the channel). Only Redis and one post; no rendering here."""
+        card opens a thread in the channel). Only Redis and one post; no rendering here.
+        Never raises: a failure on our side is a sentence with a reference into the log."""
+        try:
+            return self._command(event)
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("command %r from %s failed (reference %s)", event.text, event.user,
+                          reference)  # fmt: skip
+            return texts.try_again(reference)
+
+    def _command(self, event: CommandEvent) -> str:
         for desk in (self.batches, self.calendars):
             reply = desk.command(event)
             if reply is not None:

@@ -184,3 +184,11 @@ def _lora(name: str, weight: float, catalog: Catalog) -> str:
 
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_PROMPT_SHOWN else text[: MAX_PROMPT_SHOWN - 1] + "\u2026"
+
+
+def try_again(reference: str) -> str:
+    """The answer to a command that failed on our side; ``reference`` finds it in the log."""
+    return (
+        f"Something went wrong on our side and nothing was queued (reference {reference}); "
+        "please try again in a minute."
+    )

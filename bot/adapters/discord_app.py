@@ -26,9 +26,11 @@ from typing import Any, Protocol
 import discord
 from discord import app_commands
 
+from bot import texts
 from bot.adapters.discord import PLATFORM, DiscordAdapter
 from bot.adapters.discord_commands import add_commands
 from bot.adapters.discord_settings import DiscordSettings
+from bot.adapters.discord_text import message_text
 from bot.attachments import AttachmentError, check_declared_size, check_image
 from bot.ports import Attachment, CommandEvent, ReactionEvent
 from engine.catalog import Catalog
@@ -130,10 +132,7 @@ class ProofroomDiscord(discord.Client):
         event = await self.adapter.reaction_event(raw)
         if event is None:
             return
-        try:
-            await asyncio.to_thread(self.service.handle_reaction, event)
-        except Exception:
-            log.exception("reaction %s on %s failed", event.vote, event.message.key)
+        await asyncio.to_thread(self.service.handle_reaction, event)  # it logs its failures
 
     # ---- commands --------------------------------------------------------------------------
     async def run_command(
@@ -147,13 +146,10 @@ class ProofroomDiscord(discord.Client):
             reply = await self._command_reply(interaction, text=text, files=files or {})
         except AttachmentError as exc:
             reply = exc.message  # refused before anything was queued
-        except Exception:
+        except Exception:  # here, not in the service: a download or a role lookup failed
             log.exception("command %r (interaction %s) failed", text, interaction.id)
-            reply = (
-                "Something went wrong on our side and nothing was queued "
-                f"(reference {interaction.id}); please try again in a minute."
-            )
-        await interaction.edit_original_response(content=reply[:2000] or "\u2705")
+            reply = texts.try_again(str(interaction.id))
+        await interaction.edit_original_response(content=message_text(reply) or "\u2705")
 
     async def _command_reply(
         self, interaction: discord.Interaction, *, text: str, files: dict[str, Any]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from socketserver import ThreadingMixIn
 from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -32,8 +31,6 @@ from bot.attachments import AttachmentError
 from bot.ports import CommandEvent, ReactionEvent
 
 log = logging.getLogger(__name__)
-
-OUR_SIDE = "Something went wrong on our side and nothing was queued (ref {ref}); please try again."
 
 
 class Core(Protocol):
@@ -83,7 +80,7 @@ def build_app(
             channel=command["channel_id"],
             text=command_text(command.get("text", "")),
         )
-        respond(text=_ask(core, event), response_type="ephemeral")
+        respond(text=core.handle_command(event), response_type="ephemeral")
 
     @app.event("app_mention")
     def mentioned(event: dict[str, Any]) -> None:
@@ -102,7 +99,7 @@ def build_app(
             text=command_text(event.get("text", ""), strip_mention=True),
             attachments=files,
         )
-        reply = _ask(core, command)
+        reply = core.handle_command(command)
         adapter.notify(channel=event["channel"], user=event["user"], text=reply, thread=thread)
 
     @app.event("reaction_added")
@@ -121,19 +118,9 @@ def build_app(
             channel=body["channel"]["id"],
             text=f"cancel {action['value']}",
         )
-        respond(text=_ask(core, event), response_type="ephemeral", replace_original=False)
+        respond(text=core.handle_command(event), response_type="ephemeral", replace_original=False)
 
     return app
-
-
-def _ask(core: Core, event: CommandEvent) -> str:
-    """The core's reply; an escaped error becomes a sentence with a log reference."""
-    try:
-        return core.handle_command(event)
-    except Exception:
-        ref = uuid.uuid4().hex[:8]
-        log.exception("command from %s in %s failed (ref %s)", event.user, event.channel, ref)
-        return OUR_SIDE.format(ref=ref)
 
 
 class _Dedupe:

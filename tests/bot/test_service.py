@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_lib
 
+from bot.ports import CommandEvent
 from bot.service import BotService
 from bot.settings import BotSettings
 from bot.testing import FakeAdapter, FakeChat
@@ -136,16 +137,29 @@ def test_when_the_thread_cannot_be_opened_nothing_is_queued_and_the_user_is_told
     assert not quiet.service.state.open_jobs(quiet.adapter.platform)
 
 
-def test_the_event_pump_outlives_a_redis_outage_and_stops_when_told(
-    settings, caplog: pytest.LogCaptureFixture
-):
-    # A port nobody listens on: every read fails, as while Redis restarts.
+def test_a_failure_on_our_side_is_a_sentence_with_a_reference(settings, caplog):
+    service = BotService.build(
+        adapter=FakeAdapter(), settings=settings, bot_settings=BotSettings(), redis=_away()
+    )
+    reply = service.handle_command(CommandEvent("fake", "U1", "C1", "status"))
+    assert reply.startswith("Something went wrong on our side and nothing was queued (reference ")
+    reference = reply.split("(reference ")[1].split(")")[0]
+    assert any(reference in r.getMessage() for r in caplog.records)  # findable in the log
+
+
+def _away() -> redis_lib.Redis:
+    """A client of a port nobody listens on: every call fails, as while Redis restarts."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    away = redis_lib.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+    return redis_lib.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+
+
+def test_the_event_pump_outlives_a_redis_outage_and_stops_when_told(
+    settings, caplog: pytest.LogCaptureFixture
+):
     service = BotService.build(
-        adapter=FakeAdapter(), settings=settings, bot_settings=BotSettings(), redis=away
+        adapter=FakeAdapter(), settings=settings, bot_settings=BotSettings(), redis=_away()
     )
     stop = threading.Event()
     runner = threading.Thread(target=service.pump_until, args=(stop,), kwargs={"block_ms": 50})
