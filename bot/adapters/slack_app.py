@@ -29,6 +29,7 @@ from slack_bolt.request import BoltRequest
 from bot.adapters.slack import ACTION_PREFIX, PLATFORM, SlackAdapter, command_text
 from bot.attachments import AttachmentError
 from bot.ports import CommandEvent, ReactionEvent
+from bot.state import BotState
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,13 @@ def build_app(
         request_verification_enabled=not socket_mode,
         name="proofroom",
     )
-    dedupe = _Dedupe(redis=redis, key_prefix=key_prefix, ttl_s=settings.dedupe_ttl_s)
+    # The transport's own redeliveries (any Events API event), before any listener runs.
+    markers = BotState(redis=redis, key_prefix=key_prefix, ttl_s=settings.dedupe_ttl_s)
 
     @app.middleware
     def drop_redeliveries(body: dict[str, Any], request: BoltRequest, next: Any) -> Any:
         event_id = body.get("event_id")
-        if event_id and not dedupe.first(event_id):
+        if event_id and not markers.once("slack-event", event_id):
             retry = (request.headers.get("x-slack-retry-num") or ["0"])[0]
             log.info("event %s delivered again (retry %s); dropped", event_id, retry)
             return BoltResponse(status=200, body="")  # acknowledged: Slack stops retrying
@@ -121,18 +123,6 @@ def build_app(
         respond(text=core.handle_command(event), response_type="ephemeral", replace_original=False)
 
     return app
-
-
-class _Dedupe:
-    """``SET NX`` per Events API ``event_id``: true only for the first delivery."""
-
-    def __init__(self, *, redis: redis_lib.Redis, key_prefix: str, ttl_s: int) -> None:
-        self.redis = redis
-        self.key = f"{key_prefix}:slack:event:" + "{}"
-        self.ttl_s = ttl_s
-
-    def first(self, event_id: str) -> bool:
-        return bool(self.redis.set(self.key.format(event_id), 1, nx=True, ex=self.ttl_s))
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
