@@ -105,7 +105,7 @@ class BatchDesk:
         self._save(batch_id, event=event, thread=thread, progress=progress, planned=planned,
                    variations=variations, filename=attachment.filename)  # fmt: skip
         self._enqueue(batch_id, planned, thread=thread, requester=event.user)
-        self.report.progress(batch_id)
+        self._show_progress(batch_id)
         return (
             f"Queued batch `{batch_id}`: {len(planned)} rows \u00d7 {variations} = {images} "
             "images on the bulk queue. Progress and images are in the thread; "
@@ -115,19 +115,20 @@ class BatchDesk:
     def status(self, event: CommandEvent, batch_id: str | None) -> str:
         """Summary of a batch (default: the channel's latest) and its manifest in the thread."""
         batch_id = batch_id or self._latest(event.channel)
-        if batch_id is None or self.meta(batch_id) is None:
+        fields = self.report.fields(batch_id) if batch_id else None
+        if batch_id is None or fields is None:
             return "There is no batch in this channel yet; " + BATCH_USAGE
-        self.report.post_manifest(batch_id)
-        return self.report.summary(batch_id) + " The manifest is in the batch's thread."
+        self.report.post_manifest(batch_id, fields)
+        return self.report.summary(batch_id, fields) + " The manifest is in the batch's thread."
 
     def retry(self, event: CommandEvent, batch_id: str | None) -> str:
         """Re-run the failed rows and the rows with a rejected image, with new seeds."""
         batch_id = batch_id or self._latest(event.channel)
-        meta = self.meta(batch_id) if batch_id else None
-        if batch_id is None or meta is None:
+        fields = self.report.fields(batch_id) if batch_id else None
+        if batch_id is None or fields is None:
             return "There is no batch to retry in this channel; `/imagine batch status` shows the latest."
-        thread = loads_ref(meta["thread"])
-        rows = self.report.rows_to_retry(batch_id)
+        thread = loads_ref(json.loads(fields["meta"])["thread"])
+        rows = self.report.rows_to_retry(fields)
         if not rows:
             return f"Batch `{batch_id}` has no failed or rejected rows to re-run."
         planned = []
@@ -141,7 +142,7 @@ class BatchDesk:
         self.redis.hincrby(self._key(batch_id), "generation", 1)
         for number, spec in planned:
             self._submit(batch_id, number, spec, thread=thread, requester=event.user)
-        self.report.progress(batch_id)
+        self._show_progress(batch_id)
         return (
             f"Re-running {len(planned)} row(s) of batch `{batch_id}` with new seeds: "
             + ", ".join(str(n) for n, _ in planned)
@@ -154,22 +155,23 @@ class BatchDesk:
         """Follow a batch job: count its end and edit the batch's progress message; when
         every row has ended, post the manifest once."""
         batch_id = job.spec.origin.get("batch")
-        if not batch_id or not event.terminal or self.meta(batch_id) is None:
+        fields = self.report.fields(batch_id) if batch_id and event.terminal else None
+        if batch_id is None or fields is None:
             return  # not a batch job, not an end, or a batch that was never queued whole
-        key = self._key(batch_id)
-        self.redis.hset(key, f"status:{job.spec.id}", event.kind)
-        self.report.progress(batch_id)
-        if self.report.finished(batch_id):
-            generation = self.redis.hget(key, "generation") or b"0"
-            if self.service.state.once("batch-done", batch_id, as_text(generation)):
-                self.report.post_manifest(batch_id)
+        self.redis.hset(self._key(batch_id), f"status:{job.spec.id}", event.kind)
+        fields[f"status:{job.spec.id}"] = event.kind
+        self.report.progress(batch_id, fields)
+        if self.report.finished(fields):
+            generation = fields.get("generation", "0")
+            if self.service.state.once("batch-done", batch_id, generation):
+                self.report.post_manifest(batch_id, fields)
 
     # -- state --------------------------------------------------------------------------
 
-    def meta(self, batch_id: str) -> dict[str, Any] | None:
-        """The batch's header fields (thread, progress message, counts), or None."""
-        raw = self.redis.hget(self._key(batch_id), "meta")
-        return json.loads(raw) if raw else None
+    def _show_progress(self, batch_id: str) -> None:
+        fields = self.report.fields(batch_id)
+        if fields is not None:
+            self.report.progress(batch_id, fields)
 
     def _save(self, batch_id: str, *, event: CommandEvent, thread: MessageRef,
               progress: MessageRef, planned: list[PlannedRow], variations: int,

@@ -2,7 +2,8 @@
 (a CSV of every image with its review state, plus a zip of the approved images).
 
 Reads the batch's hash (``{prefix}:bot:batch:<id>``, written by ``bot.batch``) and the
-per-job fields that ``bot.delivery`` records (the result, each image's message).
+per-job fields that ``bot.delivery`` records (the result, each image's message). A caller
+reads the hash once (:meth:`BatchReport.fields`) and hands it to what it calls.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from bot.batch_plan import image_file_name
 from bot.manifest import ManifestEntry, manifest_csv, zip_parts
@@ -41,18 +42,20 @@ class BatchReport:
         self.redis = service.state.redis
         self.prefix = f"{service.settings.key_prefix}:bot"
 
-    def rows(self, batch_id: str) -> list[RowView]:
-        """Every row with its latest job, in file order."""
-        return _rows(self._fields(batch_id))
+    def fields(self, batch_id: str) -> dict[str, str] | None:
+        """The batch's hash in one read (``meta``, rows, their jobs' ends), or None for a
+        batch that does not exist (or was never queued whole)."""
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.key(batch_id)))
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
+        return fields if "meta" in fields else None
 
-    def finished(self, batch_id: str) -> bool:
+    def finished(self, fields: dict[str, str]) -> bool:
         """Whether every row's latest job has ended."""
-        rows = self.rows(batch_id)
+        rows = _rows(fields)
         return bool(rows) and all(r.status in ENDED for r in rows)
 
-    def summary(self, batch_id: str, *, fields: dict[str, str] | None = None) -> str:
+    def summary(self, batch_id: str, fields: dict[str, str]) -> str:
         """One line: rows done, images, failures, and time left or taken."""
-        fields = fields if fields is not None else self._fields(batch_id)
         meta, rows = json.loads(fields["meta"]), _rows(fields)
         done = [r for r in rows if r.status in ENDED]
         failed = [r.number for r in rows if r.status in ("failed", "cancelled")]
@@ -67,12 +70,11 @@ class BatchReport:
             parts.append(f"about {_duration(elapsed / len(done) * (len(rows) - len(done)))} left")
         return f"Batch `{batch_id}`: " + " \u00b7 ".join(parts) + "."
 
-    def progress(self, batch_id: str) -> None:
+    def progress(self, batch_id: str, fields: dict[str, str]) -> None:
         """Edit the batch's one progress message in place (only when its text changes)."""
-        fields = self._fields(batch_id)  # one read for the whole message
         meta, rows = json.loads(fields["meta"]), _rows(fields)
         done = sum(r.status in ENDED for r in rows)
-        summary = self.summary(batch_id, fields=fields)
+        summary = self.summary(batch_id, fields)
         text = f"\U0001f4e6 `{progress_bar(done, len(rows))}` {summary}"
         if done == len(rows):
             text += (
@@ -84,16 +86,16 @@ class BatchReport:
         self.service.adapter.edit(message=loads_ref(meta["progress"]), text=text)
         self.redis.hset(self.key(batch_id), "progress:text", text)
 
-    def rows_to_retry(self, batch_id: str) -> list[tuple[int, str]]:
+    def rows_to_retry(self, fields: dict[str, str]) -> list[tuple[int, str]]:
         """``(row, job)`` of rows that failed or have a rejected image."""
-        entries, _ = self.entries(batch_id)
+        entries, _ = self.entries(fields)
         bad = {e.row for e in entries if e.state in ("failed", "rejected")}
-        return [(r.number, r.job_id) for r in self.rows(batch_id) if r.number in bad]
+        return [(r.number, r.job_id) for r in _rows(fields) if r.number in bad]
 
-    def entries(self, batch_id: str) -> tuple[list[ManifestEntry], dict[str, str]]:
+    def entries(self, fields: dict[str, str]) -> tuple[list[ManifestEntry], dict[str, str]]:
         """The manifest rows, and the artifact id of each listed file."""
-        thread = loads_ref(self._meta(batch_id)["thread"])
-        rows = self.rows(batch_id)
+        thread = loads_ref(json.loads(fields["meta"])["thread"])
+        rows = _rows(fields)
         outcomes = self.service.state.outcomes([row.job_id for row in rows], thread=thread)
         entries: list[ManifestEntry] = []
         artifacts: dict[str, str] = {}
@@ -112,13 +114,12 @@ class BatchReport:
                 )  # fmt: skip
         return entries, artifacts
 
-    def post_manifest(self, batch_id: str) -> None:
+    def post_manifest(self, batch_id: str, fields: dict[str, str]) -> None:
         """Upload the manifest CSV and the approved images (zip, split to the upload limit)
         into the batch's thread; both are kept in the store too."""
         service = self.service
-        meta = self._meta(batch_id)
-        thread = loads_ref(meta["thread"])
-        entries, artifacts = self.entries(batch_id)
+        thread = loads_ref(json.loads(fields["meta"])["thread"])
+        entries, artifacts = self.entries(fields)
         counts = {
             s: sum(e.state == s for e in entries)
             for s in ("approved", "rejected", "pending", "failed")
@@ -150,18 +151,6 @@ class BatchReport:
                 filename=f"batch-{batch_id}-approved-{number}.zip",
                 text=f"Approved images of batch `{batch_id}`{label}.",
             )
-
-    def _fields(self, batch_id: str) -> dict[str, str]:
-        fields = {as_text(k): as_text(v) for k, v in self.redis.hgetall(self.key(batch_id)).items()}
-        if "meta" not in fields:
-            raise KeyError(batch_id)
-        return fields
-
-    def _meta(self, batch_id: str) -> dict[str, Any]:
-        raw = self.redis.hget(self.key(batch_id), "meta")
-        if raw is None:
-            raise KeyError(batch_id)
-        return json.loads(raw)
 
     def key(self, batch_id: str) -> str:
         """The batch's Redis hash."""
