@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -56,12 +57,12 @@ class Calendar(BaseModel):
             parse_cron(self.digest, timezone=self.timezone)
         return self
 
-    @property
+    @cached_property
     def cron(self) -> Cron:
-        """The posting schedule."""
+        """The posting schedule (parsed once; the scheduler asks every tick)."""
         return parse_cron(self.schedule, timezone=self.timezone)
 
-    @property
+    @cached_property
     def digest_cron(self) -> Cron | None:
         """The digest schedule, if any."""
         return parse_cron(self.digest, timezone=self.timezone) if self.digest else None

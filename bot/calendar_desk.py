@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 from bot.calendar import Calendar, WeekRun, load_calendars, run_for
 from bot.commands import ImagineRequest
 from bot.meta import requester_key
-from bot.ports import CommandEvent
+from bot.ports import CommandEvent, MessageRef
 from bot.records import dumps_ref, loads_ref
 from bot.resolve import build_spec
 from bot.scheduler import CalendarScheduler, Clock, utc_now
 from bot.tokens import TokenizeError, tokenize
+from engine.catalog import Catalog
+from engine.errors import CatalogError
 from engine.redis_values import as_text
 
 if TYPE_CHECKING:
@@ -47,7 +49,11 @@ class CalendarDesk:
             folder = service.settings.templates_dir / "calendars"
             calendars = load_calendars(folder) if folder.is_dir() else {}
         platform = service.adapter.platform
-        self.calendars = {n: c for n, c in calendars.items() if c.platform == platform}
+        self.calendars = {
+            name: calendar
+            for name, calendar in calendars.items()
+            if calendar.platform == platform and _usable(calendar, service.catalog)
+        }
         self.scheduler = CalendarScheduler(
             calendars=self.calendars,
             redis=self.redis,
@@ -104,22 +110,26 @@ class CalendarDesk:
 
     def post_digest(self, run: WeekRun) -> bool:
         """Post the week's digest into its thread; False when the week was never posted."""
-        text = self.digest(run.calendar.name, run.key)
-        raw_thread = self.redis.hget(self._week_key(run.calendar.name, run.key), "thread")
-        if text is None or raw_thread is None:
+        found = self._digest(run.calendar.name, run.key)
+        if found is None:
             return False
-        thread = loads_ref(as_text(raw_thread))
+        thread, text = found
         self.service.adapter.post(channel=thread.channel, thread=thread.thread_id, text=text)
         return True
 
     def digest(self, calendar: str, week: str) -> str | None:
         """Approved, rejected and pending images of a posted week, approved ones listed."""
+        found = self._digest(calendar, week)
+        return found[1] if found else None
+
+    def _digest(self, calendar: str, week: str) -> tuple[MessageRef, str] | None:
+        """The week's thread and its digest; None for a week never posted."""
         key = self._week_key(calendar, week)
-        raw_thread = self.redis.hget(key, "thread")
+        raw_thread, raw_title = self.redis.hmget(key, ["thread", "title"])
         if raw_thread is None:
             return None
         thread = loads_ref(as_text(raw_thread))
-        title = as_text(self.redis.hget(key, "title") or b"")
+        title = as_text(raw_title or b"")
         counts = {"approved": 0, "rejected": 0, "pending": 0}
         approved: list[str] = []
         job_ids = [as_text(j) for j in self.redis.lrange(f"{key}:jobs", 0, -1)]
@@ -137,7 +147,7 @@ class CalendarDesk:
             f"{counts['rejected']} rejected, {counts['pending']} waiting for review."
         ]
         lines += approved or ["No image is approved yet."]
-        return "\n".join(lines)
+        return thread, "\n".join(lines)
 
     # -- commands -----------------------------------------------------------------------
 
@@ -191,3 +201,15 @@ class CalendarDesk:
 
     def _week_key(self, calendar: str, week: str) -> str:
         return f"{self.prefix}:calendar:{calendar}:{week}"
+
+
+def _usable(calendar: Calendar, catalog: Catalog) -> bool:
+    """Whether every theme of ``calendar`` resolves in the catalog; checked once at start,
+    so a typo is one clear log line instead of a failed post every tick of the catch-up."""
+    try:
+        calendar.check(catalog)
+    except CatalogError as exc:
+        log.error("calendar %s will not post: %s; fix its file and restart", calendar.name,
+                  exc.message)  # fmt: skip
+        return False
+    return True
