@@ -6,7 +6,6 @@ chunk survives."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from bot.records import ImageRecord
 from engine.metadata import read_parameters
 from engine.spec import JobSpec
-from engine.store import ArtifactStore
+from engine.store import ArtifactStore, atomic_write
 
 
 def export_name(image: ImageRecord) -> str:
@@ -36,9 +35,9 @@ def export_image(
     png = store.get(image.artifact_id)
     png_path = folder / f"{export_name(image)}.png"
     sidecar_path = png_path.with_suffix(".json")
-    _write(png_path, png)
-    _write(sidecar_path, json.dumps(sidecar(image=image, spec=spec, approvers=approvers,
-                                            parameters=read_parameters(png)), indent=2).encode())  # fmt: skip
+    atomic_write(png_path, png)
+    content = sidecar(image=image, spec=spec, approvers=approvers, parameters=read_parameters(png))
+    atomic_write(sidecar_path, json.dumps(content, indent=2).encode())
     return png_path, sidecar_path
 
 
@@ -80,10 +79,3 @@ def sidecar(
         "origin": spec.origin,
         "a1111_parameters": parameters,
     }
-
-
-def _write(path: Path, data: bytes) -> None:
-    # Write then rename: a sync tool watching the folder never picks up half a file.
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_bytes(data)
-    os.replace(partial, path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -236,17 +236,23 @@ class Catalog:
             "LoRA": self.loras,
             "ControlNet": self.controlnets,
         }
-        names = kinds[kind]
-        close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
-        return close[0] if close else None
+        return _closest(name, kinds[kind])
 
 
 def _lookup(kind: str, name: str, entries: dict[str, T]) -> T:
     if name in entries:
         return entries[name]
-    close = difflib.get_close_matches(name, list(entries), n=1, cutoff=0.6)
-    hint = f"did you mean `{close[0]}`?" if close else f"known: {', '.join(sorted(entries))}"
+    close = _closest(name, entries)
+    hint = (
+        f"did you mean `{close}`?" if close is not None else f"known: {', '.join(sorted(entries))}"
+    )
     raise CatalogError(f"unknown {kind} `{name}`; {hint}")
+
+
+def _closest(name: str, names: Iterable[str]) -> str | None:
+    """The one name of ``names`` closest to ``name``, if any is close (a likely typo)."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _quote(names: list[str]) -> str:

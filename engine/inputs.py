@@ -19,13 +19,12 @@ import io
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from engine.errors import UserError
+from engine.settings import Fit
 
-Fit = Literal["crop", "pad"]
 # Formats a diffusion pipeline can take as an init image, mask or control image.
 FORMATS = ("PNG", "JPEG", "WEBP")
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
@@ -107,23 +106,24 @@ def upright(image: Image.Image) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """RGB; transparent areas become white (product cut-outs are shown on white)."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return image.convert("RGB")
+    return _flatten(image, (255, 255, 255)).convert("RGB")
 
 
 def to_mask(image: Image.Image) -> Image.Image:
     """An ``L`` image of exactly 0 (keep) and 255 (repaint). Transparent areas count as
     black, so white strokes painted on a transparent layer work as a mask."""
+    return binarise(_flatten(image, (0, 0, 0)).convert("L"))
+
+
+def _flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """``image`` over an RGB canvas of ``background`` when it has transparency; otherwise
+    ``image`` itself, in its own mode."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, (0, 0, 0))
+        canvas = Image.new("RGB", rgba.size, background)
         canvas.paste(rgba, mask=rgba.getchannel("A"))
-        image = canvas
-    return binarise(image.convert("L"))
+        return canvas
+    return image
 
 
 def binarise(mask: Image.Image) -> Image.Image:

@@ -23,18 +23,16 @@ from engine import tiny
 from engine.catalog import ControlNetEntry, LoraEntry, ModelEntry
 from engine.errors import CatalogError
 from engine.loras import LoraAdapters, LoraFile
-from engine.samplers import SAMPLER_SCHEDULERS, make_scheduler
+from engine.samplers import make_scheduler
 from engine.settings import Settings
 from engine.spec import Mode
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SAMPLER_SCHEDULERS",
     "LoadedControlNet",
     "LoadedPipeline",
     "PipelineCache",
-    "make_scheduler",
     "module_bytes",
     "pipeline_bytes",
     "resolve_device",
@@ -264,12 +262,6 @@ class PipelineCache:
     def loaded_models(self) -> list[str]:
         """Names of the models held now, least recently used first."""
         return [e.name for e in self._entries.values() if isinstance(e, LoadedPipeline)]
-
-    def clear(self) -> None:
-        """Drop every pipeline and ControlNet (the next job pays a load)."""
-        with self._lock:
-            self._entries.clear()
-            self._free()
 
     def _evict(self, *, keep: tuple[tuple[str, ...], ...]) -> None:
         evicted = False

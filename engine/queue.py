@@ -8,9 +8,10 @@ started without ``--family`` serves every family; ``--family sdxl`` serves only 
 queues (a GPU with room for SDXL, say). The family comes from the catalog entry of the spec's
 model.
 
-Ids. The public job id is ``JobSpec.id``. The RQ job id is ``{prefix}-{spec.id}`` so that RQ's
-keys (``rq:job:...``, ``rq:queue:...``) carry the prefix as well; a prefix may only contain
-letters, digits, ``_`` and ``-`` there (other characters become ``-``).
+Ids. The public job id is ``JobSpec.id`` (letters, digits, ``_`` and ``-``, checked by
+``JobSpec``). The RQ job id is ``{prefix}-{spec.id}`` so that RQ's keys (``rq:job:...``,
+``rq:queue:...``) carry the prefix as well; a prefix may only contain letters, digits, ``_``
+and ``-`` there (other characters become ``-``).
 
 RQ job: function ``engine.tasks.run_job`` by dotted name (this module never imports it, nor
 torch), one argument ``spec.model_dump(mode="json")``, RQ's ``JSONSerializer``,
@@ -36,13 +37,14 @@ from rq.serializers import JSONSerializer
 
 from engine.catalog import Catalog, Family
 from engine.events import EventStream, JobEvent
+from engine.redis_values import as_text
 from engine.settings import Settings
-from engine.spec import JobSpec
+from engine.spec import JobSpec, Priority
 
 log = logging.getLogger(__name__)
 
 TASK = "engine.tasks.run_job"
-PRIORITIES: tuple[str, ...] = ("interactive", "bulk")
+PRIORITIES: tuple[str, ...] = get_args(Priority)
 FAMILIES: tuple[str, ...] = get_args(Family)
 JobState = Literal["queued", "started", "done", "failed", "cancelled"]
 _RQ_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -121,8 +123,6 @@ class JobQueue:
     def enqueue(self, spec: JobSpec) -> str:
         """Queue ``spec`` by its priority and model family; publish ``queued`` with its place in
         line; return the job id (``spec.id``)."""
-        if _RQ_UNSAFE.search(spec.id):
-            raise ValueError(f"job id {spec.id!r} may only contain letters, digits, _ and -")
         family = self.catalog.model(spec.model).family
         queue = self._queue(queue_name(self.settings, spec.priority, family))
         # The queued event goes out before the push so that no worker can publish `started`
@@ -161,7 +161,7 @@ class JobQueue:
         job = self._job(job_id)
         if job is None or self.events.terminal_kind(job_id) is not None:
             return False
-        status = job.get_status()
+        status = job.get_status(refresh=False)  # just fetched
         if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
             return False
         # Flag first: a worker that pops the job between here and the LREM sees the flag before
@@ -216,7 +216,8 @@ class JobQueue:
             return ended  # type: ignore[return-value]
         if job is None:
             return None
-        return _STATES.get(job.get_status(), "queued")
+        # ``job`` was just fetched (by the caller), which read its status too.
+        return _STATES.get(job.get_status(refresh=False), "queued")
 
     def spec(self, job_id: str) -> JobSpec | None:
         """The spec the job was queued with, while RQ keeps the job (``result_ttl_s``)."""
@@ -228,7 +229,7 @@ class JobQueue:
         key = self._active_key(user)
         infos = []
         for raw in self.redis.smembers(key):
-            job_id = raw.decode() if isinstance(raw, bytes) else raw
+            job_id = as_text(raw)
             job = self._job(job_id)  # fetched once for state, spec and place in line
             state = self._status(job_id, job)
             spec = None

@@ -127,7 +127,8 @@ def requeue(*, redis: redis_lib.Redis, settings: Settings, job_id: str, spend_re
     """Put a started job back at the front of its queue (spending a retry if ``spend_retry``);
     with no retry left, fail it and tell the user. ``False`` if the job was not started."""
     job = fetch_job(redis=redis, settings=settings, job_id=job_id)
-    if job is None or job.get_status() != JobStatus.STARTED:
+    # Just fetched: its status was read with it.
+    if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
         return False
     queue = Queue(job.origin, connection=redis, serializer=JSONSerializer)
     executions = job.get_executions()

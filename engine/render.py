@@ -89,13 +89,10 @@ def render(
 def validate(
     spec: JobSpec, *, catalog: Catalog, cache: PipelineCache
 ) -> tuple[ModelEntry, list[tuple[LoraEntry, float]], ControlNetEntry | None]:
-    """Check ``spec`` again on the worker: limits, mode, model, LoRAs and ControlNet (each
-    with its family)."""
+    """Check ``spec`` again on the worker: limits (each LoRA listed once too), mode, model,
+    LoRAs and ControlNet (each with its family)."""
     check_limits(spec, cache.settings.limits)
     model = catalog.model(spec.model)
-    names = [ref.name for ref in spec.loras]
-    if len(set(names)) != len(names):
-        raise SpecError("each LoRA may be listed once; give one weight per LoRA")
     loras = [(catalog.lora(ref.name, family=model.family), ref.weight) for ref in spec.loras]
     controlnet = None
     if spec.controlnet is not None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from engine.errors import SpecError
-from engine.spec import SAMPLERS
 
-# A1111 sampler name -> (diffusers scheduler class, from_config overrides).
+# A1111 sampler name -> (diffusers scheduler class, from_config overrides). The one list of
+# samplers: ``engine.spec.SAMPLERS`` is its keys, in this order (the order chat menus show).
 SAMPLER_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Euler a": ("EulerAncestralDiscreteScheduler", {}),
     "Euler": ("EulerDiscreteScheduler", {}),
@@ -29,11 +29,18 @@ SAMPLER_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def unknown_sampler(sampler: str) -> SpecError:
+    """The refusal of a sampler name that is not in :data:`SAMPLER_SCHEDULERS`."""
+    return SpecError(f"unknown sampler `{sampler}`; choose one of: {', '.join(SAMPLER_SCHEDULERS)}")
+
+
 def make_scheduler(sampler: str, base_config: Any) -> Any:
-    """A new scheduler for A1111 sampler name ``sampler``, from the model's scheduler config."""
-    if sampler not in SAMPLER_SCHEDULERS:
-        raise SpecError(f"unknown sampler `{sampler}`; choose one of: {', '.join(SAMPLERS)}")
+    """A new scheduler for A1111 sampler name ``sampler``, from the model's scheduler config
+    (:class:`SpecError` for an unknown name; ``check_limits`` refuses one before this)."""
+    try:
+        class_name, overrides = SAMPLER_SCHEDULERS[sampler]
+    except KeyError:
+        raise unknown_sampler(sampler) from None
     import diffusers
 
-    class_name, overrides = SAMPLER_SCHEDULERS[sampler]
     return getattr(diffusers, class_name).from_config(base_config, **overrides)

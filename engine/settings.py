@@ -14,6 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# How an input image whose shape differs from the job's is fitted: "crop" (cover and cut the
+# overflow, like a photo print) or "pad" (fit whole, letterboxed). Used by ``engine.inputs``
+# and ``engine.spec`` too; defined here because both import this module.
+Fit = Literal["crop", "pad"]
+
 
 class Limits(BaseModel):
     """What one job may ask for. Exceeding a limit is a user error, never a clamp."""
@@ -63,9 +68,7 @@ class Settings(BaseSettings):
     progress_interval_s: float = 0.25
     # LoRA adapters kept loaded per pipeline; beyond it the least recently used is deleted.
     lora_adapter_cap: int = Field(default=8, ge=1)
-    # How an input image whose shape differs from the job's is fitted: "crop" (cover and
-    # cut the overflow, like a photo print) or "pad" (fit whole, letterboxed).
-    input_fit: Literal["crop", "pad"] = "crop"
+    input_fit: Fit = "crop"  # how an input of another shape is fitted (see Fit)
 
     @property
     def artifacts_dir(self) -> Path:

@@ -11,27 +11,20 @@ import secrets
 import time
 import uuid
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 
 from engine.errors import SpecError
-from engine.settings import Limits
+from engine.samplers import SAMPLER_SCHEDULERS, unknown_sampler
+from engine.settings import Fit, Limits
 from engine.store import ArtifactNotFoundError, check_id
 
 MAX_SEED = 2**32 - 1
 
-SAMPLERS = (
-    "Euler a",
-    "Euler",
-    "DPM++ 2M Karras",
-    "DPM++ 2M SDE Karras",
-    "DPM++ SDE Karras",
-    "DDIM",
-    "UniPC",
-    "LMS",
-    "Heun",
-)
+# A1111 sampler names, in the order chat menus show them (``engine.samplers`` maps each to
+# its diffusers scheduler).
+SAMPLERS: tuple[str, ...] = tuple(SAMPLER_SCHEDULERS)
 
 
 class Mode(StrEnum):
@@ -46,7 +39,7 @@ class Mode(StrEnum):
 
 Priority = Literal["interactive", "bulk"]
 ControlType = Literal["canny", "depth", "openpose", "scribble"]
-CONTROL_TYPES: tuple[ControlType, ...] = ("canny", "depth", "openpose", "scribble")
+CONTROL_TYPES: tuple[ControlType, ...] = get_args(ControlType)
 DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength
 MAX_CONTROL_SCALE = 2.0
 MAX_MASK_BLUR = 64
@@ -62,7 +55,8 @@ class LoraRef(BaseModel):
 class JobSpec(BaseModel):
     """A fully resolved job. Build it with :func:`new_spec` so limits are checked."""
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # Also part of RQ job ids and Redis keys (``engine.queue``): letters, digits, _ and -.
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12], pattern=r"^[A-Za-z0-9_-]+$")
     mode: Mode = Mode.txt2img
     prompt: str
     negative_prompt: str = ""
@@ -88,7 +82,7 @@ class JobSpec(BaseModel):
     init_image: str | None = None
     mask_image: str | None = None  # white = repaint, black = keep
     strength: float | None = None  # img2img / inpaint; filled with DEFAULT_STRENGTH
-    input_fit: Literal["crop", "pad"] = "crop"  # how inputs of another shape were fitted
+    input_fit: Fit = "crop"  # how inputs of another shape were fitted
     mask_blur: int = 4  # inpaint: soft edge, in pixels, inside the mask
     control_image: str | None = None
     control_type: ControlType | None = None
@@ -170,9 +164,12 @@ def check_limits(spec: JobSpec, limits: Limits) -> None:
             f"the limit is {limits.max_prompt_chars}"
         )
     if spec.sampler not in SAMPLERS:
-        raise SpecError(f"unknown sampler `{spec.sampler}`; choose one of: {', '.join(SAMPLERS)}")
+        raise unknown_sampler(spec.sampler)
     if not 0 <= spec.seed <= MAX_SEED:
         raise SpecError(f"seed must be between 0 and {MAX_SEED}; you asked for {spec.seed}")
+    names = [ref.name for ref in spec.loras]
+    if len(set(names)) != len(names):
+        raise SpecError("each LoRA may be listed once; give one weight per LoRA")
     check_mode(spec)
 
 

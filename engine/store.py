@@ -68,8 +68,8 @@ class LocalStore:
         target = self._file(artifact_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         if meta is not None:
-            _write(target.with_name(target.name + ".json"), json.dumps(meta).encode())
-        _write(target, data)
+            atomic_write(target.with_name(target.name + ".json"), json.dumps(meta).encode())
+        atomic_write(target, data)
         return artifact_id
 
     def get(self, artifact_id: str) -> bytes:
@@ -109,8 +109,10 @@ def store_from_settings(settings: Settings) -> ArtifactStore:
     return LocalStore(settings.artifacts_dir)
 
 
-def _write(path: Path, data: bytes) -> None:
-    # Write then rename so a reader never sees half a file.
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it and a rename, so a
+    reader (another process, a sync tool watching the folder) never sees half a file, and
+    two writers of the same file leave one whole copy."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     partial.write_bytes(data)
     os.replace(partial, path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from engine.store import atomic_write
 
 WORDS_FILE = Path(__file__).with_name("tiny") / "words.txt"
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -278,7 +279,7 @@ def lora_file(name: str, *, cache_dir: Path) -> Path:
     path = Path(cache_dir) / "loras" / f"{name}-v{LORA_VERSION}.safetensors"
     if path.exists():
         return path
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     generator = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
@@ -293,8 +294,6 @@ def lora_file(name: str, *, cache_dir: Path) -> Path:
                 tensors[f"{key}.lora_A.weight"] = down / math.sqrt(layer.in_features)
                 tensors[f"{key}.lora_B.weight"] = up * (_LORA_GAIN / math.sqrt(_LORA_RANK))
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename: another worker process may be generating the same file.
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(partial))
-    os.replace(partial, path)
+    # Another worker process may be generating the same file.
+    atomic_write(path, save(tensors))
     return path

@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 
 from engine.errors import SpecError
-from engine.pipelines import SAMPLER_SCHEDULERS, make_scheduler
+from engine.samplers import SAMPLER_SCHEDULERS, make_scheduler
 from engine.spec import SAMPLERS
-
-
-def test_every_sampler_of_the_spec_has_a_scheduler() -> None:
-    assert set(SAMPLER_SCHEDULERS) == set(SAMPLERS)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)

@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from engine.errors import SpecError
 from engine.settings import Limits
-from engine.spec import MAX_SEED, SAMPLERS, JobSpec, new_spec
+from engine.spec import MAX_SEED, SAMPLERS, JobSpec, LoraRef, new_spec
 
 LIMITS = Limits()
 BASE = {"prompt": "a red mug", "model": "tiny", "width": 64, "height": 64, "steps": 4}
@@ -63,6 +64,21 @@ def test_limits_come_from_settings() -> None:
 
 def test_all_a1111_sampler_names_are_listed() -> None:
     assert set(SAMPLERS) >= {"Euler a", "DPM++ 2M Karras", "DPM++ SDE Karras", "UniPC", "Heun"}
+
+
+def test_new_spec_refuses_a_lora_listed_twice() -> None:
+    loras = [LoraRef(name="tiny-lora-a", weight=0.5), LoraRef(name="tiny-lora-a", weight=1.0)]
+    with pytest.raises(SpecError) as info:
+        new_spec(limits=LIMITS, seed=1, loras=loras, **BASE)
+    assert info.value.message == "each LoRA may be listed once; give one weight per LoRA"
+
+
+@pytest.mark.parametrize("job_id", ["a:b", "a b", "a/b", "a.b", ""])
+def test_a_job_id_outside_letters_digits_underscore_and_dash_is_refused(job_id: str) -> None:
+    # The id is part of RQ job ids and Redis keys.
+    with pytest.raises(ValidationError, match="id"):
+        new_spec(limits=LIMITS, seed=1, id=job_id, **BASE)
+    assert new_spec(limits=LIMITS, seed=1, id="Job_1-a", **BASE).id == "Job_1-a"
 
 
 def test_spec_and_catalog_do_not_import_torch() -> None:
