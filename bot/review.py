@@ -29,7 +29,7 @@ from bot.records import ImageRecord, ImageState
 from bot.settings import BotSettings
 from bot.state import BotState
 from engine.settings import Settings
-from engine.spec import JobSpec, new_spec, random_seed
+from engine.spec import MAX_SEED, JobSpec, new_spec, random_seed
 from engine.store import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def reseeded(
     fields = spec.model_dump(exclude={"id", "seed", "count", "parent", "created_at"})
     seed = random_seed()
     if seed == avoid:  # one in four billion, but "a new seed" should be new
-        seed = (seed + 1) % 2**32
+        seed = (seed + 1) % (MAX_SEED + 1)
     return new_spec(
         limits=settings.limits,
         seed=seed,
