@@ -22,7 +22,7 @@ from bot.meta import requester_key
 from bot.ports import CommandEvent, MessageRef
 from bot.records import JobRecord, dumps_ref, loads_ref
 from bot.review import reseeded
-from bot.tokens import TokenizeError, tokenize
+from bot.tokens import TokenizeError, command_tokens
 from engine.errors import UserError
 from engine.events import JobEvent
 from engine.redis_values import as_text
@@ -49,11 +49,9 @@ class BatchDesk:
         """The reply to a batch command, or None when ``event`` is not one ("batch of
         cookies" is a prompt: a batch names a template, status, retry, or has a CSV)."""
         try:
-            tokens = tokenize(event.text)
+            tokens = command_tokens(event.text)
         except TokenizeError:
             return None
-        if tokens and tokens[0].value.lower() in ("/imagine", "imagine"):
-            tokens = tokens[1:]
         if not tokens or tokens[0].value.lower() != "batch":
             return None
         rest = tokens[1:]

@@ -19,7 +19,7 @@ from bot.ports import CommandEvent, MessageRef
 from bot.records import dumps_ref, loads_ref
 from bot.resolve import build_spec
 from bot.scheduler import CalendarScheduler, Clock, utc_now
-from bot.tokens import TokenizeError, tokenize
+from bot.tokens import TokenizeError, command_tokens
 from engine.catalog import Catalog
 from engine.errors import CatalogError
 from engine.redis_values import as_text
@@ -155,11 +155,9 @@ class CalendarDesk:
         """``calendar`` (next runs), ``calendar digest [NAME]``; None for anything else
         ("calendar with flowers" is a prompt)."""
         try:
-            words = [t.value for t in tokenize(event.text)]
+            words = [t.value for t in command_tokens(event.text)]
         except TokenizeError:
             return None
-        if words and words[0].lower() in ("/imagine", "imagine"):
-            words = words[1:]
         if not words or words[0].lower() != "calendar":
             return None
         if len(words) == 1:

@@ -27,7 +27,7 @@ from bot.flags import (
     sampler_key,
     unknown_flag_message,
 )
-from bot.tokens import Token, TokenizeError, tokenize
+from bot.tokens import Token, TokenizeError, command_tokens
 from engine.catalog import Catalog
 from engine.errors import UserError
 
@@ -130,11 +130,9 @@ def _parse(text: str, catalog: Catalog) -> Parsed:
     text, tags = _take_lora_tags(text)
     loras = [lora_request(name, weight, catalog, shown=tag) for name, weight, tag in tags]
     try:
-        tokens = tokenize(text)
+        tokens = command_tokens(text)
     except TokenizeError as exc:
         return UsageError(str(exc))
-    if tokens and tokens[0].value.lower() in ("/imagine", "imagine"):
-        tokens = tokens[1:]
     if not tokens:
         return UsageError(EMPTY_MESSAGE)
     meta = _meta(tokens)

@@ -29,6 +29,7 @@ from bot.resolve import resolve_job
 from bot.review import ReviewDesk, thread_of
 from bot.settings import BotSettings
 from bot.state import BotState
+from bot.tokens import first_word
 from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.events import EventStream, JobEvent
@@ -131,7 +132,10 @@ class BotService:
             return texts.try_again(reference)
 
     def _command(self, event: CommandEvent) -> str:
-        for desk in (self.batches, self.calendars):
+        # Workflows with words of their own; anything else is an image (or a meta command).
+        word = first_word(event.text)
+        if word in ("batch", "calendar"):
+            desk = self.batches if word == "batch" else self.calendars
             reply = desk.command(event)
             if reply is not None:
                 return _sentence(reply)

@@ -44,6 +44,26 @@ class Token:
         return name, (inline if sep else None)
 
 
+COMMAND_WORDS = ("/imagine", "imagine")
+
+
+def command_tokens(text: str) -> list[Token]:
+    """The tokens of a command, without the command word when it was included
+    (``/imagine a cat`` and ``a cat`` give the same); :class:`TokenizeError` as
+    :func:`tokenize`."""
+    tokens = tokenize(text)
+    return tokens[1:] if tokens and tokens[0].value.lower() in COMMAND_WORDS else tokens
+
+
+def first_word(text: str) -> str:
+    """The command's first word, lower-cased ("" for none), without tokenizing: enough to
+    route ``batch ...`` and ``calendar ...`` (their words carry no quotes)."""
+    words = text.split(maxsplit=2)
+    if words and words[0].lower() in COMMAND_WORDS:
+        words = words[1:]
+    return words[0].lower() if words else ""
+
+
 def tokenize(text: str) -> list[Token]:
     """Split ``text`` into tokens; raise :class:`TokenizeError` for a quote left open."""
     text = text.translate(_DOUBLE_QUOTES)
