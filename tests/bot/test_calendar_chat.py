@@ -110,10 +110,10 @@ def test_calendar_command_lists_next_runs(chat: FakeChat, calendar) -> None:
 def test_a_calendar_naming_an_unknown_template_is_refused_once_at_start(
     chat: FakeChat, calendar, caplog
 ) -> None:
-    broken = calendar["mkt"].model_copy(
-        update={"name": "typo", "weeks_of_month": {1: {"title": "X", "template": "productivty"}}}
+    broken = Calendar.model_validate(
+        calendar["mkt"].model_dump()
+        | {"name": "typo", "weeks_of_month": {1: {"title": "X", "template": "productivty"}}}
     )
-    broken = Calendar.model_validate(broken.model_dump())
     started = desk(chat, {**calendar, "typo": broken}, Clock(MONDAY_0901_BERLIN))
     assert list(started.calendars) == ["mkt"]
     assert "calendar typo will not post" in caplog.text and "productivty" in caplog.text
