@@ -23,13 +23,20 @@ from typing import Any
 
 import redis as redis_lib
 
-from bot.ports import Attachment, CommandEvent, MessageRef, ReactionEvent, Vote, vote_for_emoji
+from bot.ports import (
+    VOTES,
+    Attachment,
+    CommandEvent,
+    MessageRef,
+    ReactionEvent,
+    Vote,
+    vote_for_emoji,
+)
 from bot.service import BotService
 from bot.settings import BotSettings
 from engine.catalog import Catalog
-from engine.queue import JobQueue
 from engine.settings import Settings
-from engine.store import ArtifactStore, store_from_settings
+from engine.store import ArtifactStore
 
 
 @dataclass
@@ -140,8 +147,6 @@ class FakeChat:
         self.catalog = catalog or Catalog.load(settings.templates_dir)
         self.adapter = FakeAdapter()
         self.channel, self.user = channel, user
-        self.store: ArtifactStore = store_from_settings(settings)
-        self.queue = JobQueue(redis=redis, settings=settings, catalog=self.catalog)
         self.service = self._service()
         self.worker = None
         if worker:
@@ -149,6 +154,11 @@ class FakeChat:
 
             self.worker = start_embedded_worker(settings=settings, redis=redis)
         self._events = itertools.count(1)
+
+    @property
+    def store(self) -> ArtifactStore:
+        """The service's artifact store (a new one after :meth:`restart`)."""
+        return self.service.store
 
     # -- talking ----------------------------------------------------------------------------
 
@@ -178,7 +188,7 @@ class FakeChat:
         """``user`` adds (or with ``added=False`` removes) a reaction: a vote name
         (approve/reject/rerender) or an emoji as a platform names it."""
         ref = message.ref if isinstance(message, FakeMessage) else message
-        normal = vote if vote in ("approve", "reject", "rerender") else vote_for_emoji(vote)
+        normal = vote if vote in VOTES else vote_for_emoji(vote)
         self.service.handle_reaction(
             ReactionEvent(
                 platform=self.adapter.platform,

@@ -171,13 +171,18 @@ def start_context(
     return context
 
 
+def stats_key(settings: Settings, worker_name: str) -> str:
+    """The hash of a worker's counters (``jobs``, ``loads``, ``loads:<model>``)."""
+    return f"{settings.key_prefix}:worker:{worker_name}:stats"
+
+
 class WorkerStats:
     """The worker's counters in Redis, readable from other processes."""
 
     def __init__(self, *, redis: redis_lib.Redis, settings: Settings, name: str, cache: Any):
         self.redis = redis
         self.cache = cache
-        self.key = f"{settings.key_prefix}:worker:{name}:stats"
+        self.key = stats_key(settings, name)
         self.ttl_s = max(settings.job_timeout_s * 2, 3600)
 
     def update(self) -> None:

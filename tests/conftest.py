@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from engine.settings import Settings  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.engine.jobs_fixtures import isolated_settings, new_prefix, wipe  # noqa: E402
 
 
 def _answers(url: str) -> bool:
@@ -90,15 +88,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture()
 def key_prefix() -> str:
     """A key prefix of this test alone, so tests never see each other's keys."""
-    return f"prtest-{uuid.uuid4().hex[:10]}"
+    return new_prefix()
 
 
 @pytest.fixture()
 def redis(redis_url: str, key_prefix: str) -> Iterator[redis_lib.Redis]:
     """A client on the real server; deletes only what this test made afterwards: its
     prefix's keys, RQ's keys for its queues and jobs, and its entries in RQ's global sets."""
-    from tests.engine.jobs_fixtures import wipe
-
     client = redis_lib.Redis.from_url(redis_url)
     yield client
     wipe(client, key_prefix)
@@ -109,11 +105,4 @@ def redis(redis_url: str, key_prefix: str) -> Iterator[redis_lib.Redis]:
 def settings(tmp_path: Path, redis_url: str, key_prefix: str) -> Settings:
     """Settings isolated to this test: own key prefix, own data and LoRA dirs.
     Model cache is shared across tests (tiny models are deterministic)."""
-    return Settings(
-        redis_url=redis_url,
-        key_prefix=key_prefix,
-        data_dir=tmp_path / "data",
-        lora_dir=tmp_path / "loras",
-        model_cache_dir=REPO_ROOT / ".proofroom" / "models",
-        templates_dir=REPO_ROOT / "templates",
-    )
+    return isolated_settings(prefix=key_prefix, redis_url=redis_url, data_dir=tmp_path / "data")

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis as redis_lib
 
 from bot.adapters.slack import SlackAdapter, make_client
-from bot.adapters.slack_app import HttpServer, build_app
+from bot.adapters.slack_app import Core, HttpServer, build_app
 from bot.adapters.slack_settings import SlackSettings
 from bot.service import BotService
 from bot.settings import BotSettings
@@ -108,13 +109,15 @@ class SlackRuntime:
         redis: redis_lib.Redis,
         socket_mode: bool,
         pump_block_ms: int = 1000,
+        core: Callable[[BotService], Core] | None = None,
     ) -> None:
+        """``core`` wraps the service for the app (a test's recorder); default: the service."""
         self.adapter = SlackAdapter(client=make_client(slack_settings), settings=slack_settings)
         self.service = BotService.build(
             adapter=self.adapter, settings=settings, bot_settings=bot_settings, redis=redis
         )
         self.app = build_app(
-            core=self.service,
+            core=core(self.service) if core is not None else self.service,
             adapter=self.adapter,
             redis=redis,
             key_prefix=settings.key_prefix,

@@ -18,10 +18,9 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from engine.catalog import Catalog
-from engine.settings import Settings
+from engine.settings import REPO_ROOT, Settings
 from engine.spec import JobSpec, new_spec
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.engine.jobs_fixtures import MODEL_CACHE
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +30,7 @@ def engine_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         data_dir=root / "data",
         lora_dir=root / "loras",
-        model_cache_dir=REPO_ROOT / ".proofroom" / "models",
+        model_cache_dir=MODEL_CACHE,
         templates_dir=REPO_ROOT / "templates",
         device="cpu",
     )

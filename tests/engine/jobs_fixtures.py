@@ -20,12 +20,12 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 
 from engine.events import EventStream, JobEvent
 from engine.queue import JobQueue
-from engine.settings import Settings
+from engine.settings import REPO_ROOT, Settings
 from engine.spec import JobSpec
+from engine.worker import stats_key
 from tests.waiting import wait_for  # noqa: F401 (re-exported to the tests here)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL_CACHE = REPO_ROOT / ".proofroom" / "models"
+MODEL_CACHE = REPO_ROOT / ".proofroom" / "models"  # shared by all tests: tiny models
 
 
 def tiny_spec(**fields: Any) -> JobSpec:
@@ -50,7 +50,7 @@ def slow_spec(**fields: Any) -> JobSpec:
 
 
 def new_prefix() -> str:
-    """A key prefix of one test module (same shape as the ``key_prefix`` fixture)."""
+    """A key prefix of one test (the ``key_prefix`` fixture) or one test module."""
     return f"prtest-{uuid.uuid4().hex[:10]}"
 
 
@@ -67,6 +67,13 @@ def isolated_settings(
         templates_dir=REPO_ROOT / "templates",
         **extra,
     )
+
+
+def worker_stats(redis: redis_lib.Redis, settings: Settings, worker_name: str) -> dict[str, int]:
+    """The counters of worker ``worker_name`` (``jobs``, ``loads``, ``loads:<model>``), read
+    from Redis as another process would."""
+    raw = redis.hgetall(stats_key(settings, worker_name))
+    return {k.decode(): int(v) for k, v in raw.items() if v.isdigit()}
 
 
 def wipe(redis: redis_lib.Redis, prefix: str) -> None:
@@ -166,12 +173,11 @@ class WorkerProcess:
     @property
     def stats_key(self) -> str:
         """The worker's stats hash."""
-        return f"{self.settings.key_prefix}:worker:{self.name}:stats"
+        return stats_key(self.settings, self.name)
 
     def stats(self, redis: redis_lib.Redis) -> dict[str, int]:
         """The worker's counters (``jobs``, ``loads``, ``loads:<model>``)."""
-        raw = redis.hgetall(self.stats_key)
-        return {k.decode(): int(v) for k, v in raw.items() if v.isdigit()}
+        return worker_stats(redis, self.settings, self.name)
 
     def wait_ready(self, redis: redis_lib.Redis, timeout: float = 60) -> None:
         """Wait until the default model is warm and the worker is registered with RQ."""
@@ -218,17 +224,16 @@ class Backend:
         self.redis = redis
         self.worker = worker
         self.queue = JobQueue(redis=redis, settings=settings)
-        self.events = EventStream(redis=redis, settings=settings)
+        self.events = self.queue.events
 
     @property
     def stats_key(self) -> str:
         """The worker's stats hash."""
-        return f"{self.settings.key_prefix}:worker:{self.worker.name}:stats"
+        return stats_key(self.settings, self.worker.name)
 
     def stats(self) -> dict[str, int]:
         """The worker's counters, read from Redis as another process would."""
-        raw = self.redis.hgetall(self.stats_key)
-        return {k.decode(): int(v) for k, v in raw.items() if v.isdigit()}
+        return worker_stats(self.redis, self.settings, self.worker.name)
 
 
 def settings_and_redis(request: Any, *, tmp_path: Path, prefix: str, **extra: Any) -> tuple:

@@ -19,10 +19,10 @@ from tests.bot.discord.fake_discord import GUILD_ID, FakeDiscord, role
 from tests.bot.discord.gateway import (
     APPROVER_ROLE,
     APPROVER_ROLE_ID,
-    LoopThread,
     guild_create,
     wait_for,
 )
+from tests.served import LoopThread
 
 
 @pytest.fixture()
@@ -80,7 +80,7 @@ class BotHarness:
         service_factory: Callable[[Any], Any] | None = None,
     ) -> None:
         self.fake = fake
-        self.loop = LoopThread()
+        self.loop = LoopThread(name="discord")
         self.client = ProofroomDiscord(
             settings=discord_settings,
             catalog=Catalog.load(settings.templates_dir),

@@ -30,6 +30,13 @@ OWNER_ID = "1400000000000000009"
 DISCORD_EPOCH_MS = 1420070400000
 
 
+def snowflake(sequence: int) -> str:
+    """A Discord id made now: milliseconds since Discord's epoch, then a 22-bit ``sequence``
+    (callers in one process count in separate ranges, so their ids never collide)."""
+    ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    return str((ms << 22) | (sequence & 0x3FFFFF))
+
+
 @dataclass
 class Call:
     """One request the fake received."""
@@ -130,8 +137,7 @@ class FakeDiscord:
             ]
 
     def snowflake(self) -> str:
-        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
-        return str((ms << 22) | (next(self._counter) & 0x3FFFFF))
+        return snowflake(next(self._counter))
 
     # ---- answering -------------------------------------------------------------------
     async def _cdn(self, request: web.Request) -> web.Response:

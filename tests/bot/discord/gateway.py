@@ -10,12 +10,8 @@ Nothing connects to Discord.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import threading
-import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from tests.bot.discord import fake_discord
 from tests.bot.discord.fake_discord import (
@@ -23,52 +19,23 @@ from tests.bot.discord.fake_discord import (
     BOT_ID,
     CHANNEL_ID,
     GUILD_ID,
+    OWNER_ID,
     FakeDiscord,
-    message_payload,
     role,
+    snowflake,
     text_channel,
 )
 from tests.waiting import wait_for  # noqa: F401 (re-exported to the tests here)
 
-T = TypeVar("T")
 _ids = itertools.count(1)
+_sequence = itertools.count(0x200001)  # above the ids FakeDiscord makes (from 1)
 APPROVER_ROLE_ID = "1500000000000000001"
 APPROVER_ROLE = "art-director"
 
 
-class LoopThread:
-    """An asyncio loop running in a daemon thread; :meth:`run` waits for a coroutine."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="discord", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` on the loop (gateway parsers must, they create tasks)."""
-        done = threading.Event()
-
-        def wrapped() -> None:
-            try:
-                fn()
-            finally:
-                done.set()
-
-        self.loop.call_soon_threadsafe(wrapped)
-        done.wait(10)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-def snowflake() -> str:
-    ms = int(time.time() * 1000) - 1420070400000
-    return str((ms << 22) | (0x200000 + next(_ids)))
+def new_id() -> str:
+    """A snowflake for a payload made here."""
+    return snowflake(next(_sequence))
 
 
 # ---- payloads ---------------------------------------------------------------------------------
@@ -83,7 +50,7 @@ def guild_create(*, roles: list[dict[str, Any]] = ()) -> dict[str, Any]:
         "id": GUILD_ID,
         "name": "Studio",
         "icon": None,
-        "owner_id": "1400000000000000009",
+        "owner_id": OWNER_ID,
         "afk_timeout": 300,
         "verification_level": 0,
         "default_message_notifications": 0,
@@ -130,7 +97,7 @@ def attachment(fake: FakeDiscord, *, filename: str, data: bytes, content_type: s
     """An attachment a user put in a slash-command option, hosted by the fake's CDN."""
     url = fake.host(filename, data, content_type)
     return {
-        "id": snowflake(),
+        "id": new_id(),
         "filename": filename,
         "size": len(data) if size is None else size,
         "url": url,
@@ -156,12 +123,12 @@ def command_interaction(
     opts = list(options)
     if subcommand is not None:
         opts = [{"name": subcommand, "type": 1, "options": opts}]
-    data: dict[str, Any] = {"id": snowflake(), "name": name, "type": 1, "options": opts}
+    data: dict[str, Any] = {"id": new_id(), "name": name, "type": 1, "options": opts}
     if attachments:
         data["resolved"] = {"attachments": {a["id"]: a for a in attachments}}
     chan = channel or text_channel()
     return {
-        "id": snowflake(),
+        "id": new_id(),
         "application_id": APP_ID,
         "type": 4 if focused else 2,
         "data": data,
@@ -215,12 +182,10 @@ __all__ = [
     "BOT_ID",
     "CHANNEL_ID",
     "GUILD_ID",
-    "LoopThread",
     "attachment",
     "attachment_option",
     "command_interaction",
     "guild_create",
-    "message_payload",
     "option",
     "reaction",
     "wait_for",

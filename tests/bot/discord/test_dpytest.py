@@ -8,14 +8,13 @@ against the local REST fake (``test_interactions``, ``test_end_to_end``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import discord
 import discord.ext.test as dpytest
 import pytest
 import pytest_asyncio
-import redis as redis_lib
 from discord.ext.test import backend
 
 from bot.adapters.discord import PLATFORM, DiscordAdapter
@@ -24,7 +23,6 @@ from bot.adapters.discord_settings import DiscordSettings
 from bot.attachments import AttachmentError
 from bot.ports import CommandEvent
 from engine.catalog import Catalog
-from engine.embedded import start_embedded_worker
 from engine.settings import Settings
 from tests.bot.discord.dpytest_harness import members_intents, messages_in, patch_dpytest
 from tests.bot.discord.gateway import APPROVER_ROLE  # the role bot_settings approves by
@@ -172,13 +170,6 @@ async def test_attachments_are_downloaded_and_checked(
     for name, (data, message) in refused.items():
         with pytest.raises(AttachmentError, match=message):
             await client.checked_attachments({"image": attached(name, data)})
-
-
-@pytest.fixture()
-def worker(settings: Settings, redis_url: str) -> Iterator[None]:
-    handle = start_embedded_worker(settings=settings, redis=redis_lib.Redis.from_url(redis_url))
-    yield
-    handle.stop()
 
 
 @pytest.mark.slow

@@ -9,14 +9,10 @@ same Redis) and a ✅ on an image posted before it still exports.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis as redis_lib
 
-from engine.embedded import start_embedded_worker
-from engine.settings import Settings
 from tests.bot.discord.fake_discord import CHANNEL_ID, FakeDiscord
 from tests.bot.discord.gateway import (
     APPROVER_ROLE_ID,
@@ -31,13 +27,6 @@ pytestmark = pytest.mark.slow
 REQUESTER = "1600000000000000001"
 APPROVER = "1600000000000000002"
 JOB_TIMEOUT = 120  # a cold tiny model on two CPU cores
-
-
-@pytest.fixture()
-def worker(settings: Settings, redis_url: str) -> Iterator[None]:
-    handle = start_embedded_worker(settings=settings, redis=redis_lib.Redis.from_url(redis_url))
-    yield
-    handle.stop()
 
 
 def images_in_thread(fake: FakeDiscord, thread: str) -> list[Any]:

@@ -16,9 +16,9 @@ from bot.adapters.discord_commands import imagine_text, rank
 from bot.commands import ImagineRequest, LoraRequest, parse
 from bot.state import BotState
 from engine.catalog import Catalog
-from engine.queue import queue_names
 from engine.settings import Settings
 from engine.store import store_from_settings
+from tests.bot.conftest import queued_jobs
 from tests.bot.discord.fake_discord import CHANNEL_ID, FakeDiscord, text_channel
 from tests.bot.discord.gateway import (
     attachment,
@@ -33,7 +33,7 @@ USER = "1600000000000000001"
 
 
 def queued(redis: redis_lib.Redis, settings: Settings) -> int:
-    return sum(redis.llen(f"rq:queue:{name}") for name in queue_names(settings))
+    return queued_jobs(settings, redis)
 
 
 def job_of(reply: str, redis: redis_lib.Redis, settings: Settings):

@@ -8,16 +8,13 @@ from typing import Any
 
 import pytest
 import redis as redis_lib
-from rq import Queue
 
-from bot.adapters.slack_app import Core, HttpServer, build_app
+from bot.adapters.slack_app import Core, HttpServer
 from bot.adapters.slack_cli import SlackRuntime
 from bot.adapters.slack_settings import SlackSettings
 from bot.ports import CommandEvent, ReactionEvent
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.embedded import start_embedded_worker
-from engine.queue import queue_names
 from engine.settings import Settings
 from tests.bot.slack.fake_slack import FakeSlack
 from tests.bot.slack.slack_requests import SlackSender
@@ -75,7 +72,8 @@ def make_slack(
     bot_settings: BotSettings,
     redis: redis_lib.Redis,
 ) -> Iterator[Callable[..., SlackHarness]]:
-    """Build (and afterwards close) the bot; ``pump=True`` also runs the event pump."""
+    """Build (and afterwards close) the bot; ``pump=True`` also runs the event pump, and
+    ``core=`` puts a recording core (made from the service) between the app and the service."""
     made: list[SlackHarness] = []
 
     def make(
@@ -91,16 +89,8 @@ def make_slack(
             redis=redis,
             socket_mode=False,
             pump_block_ms=100,
+            core=core,
         )
-        if core is not None:
-            # The same app around a core that records what reaches it, then passes it on.
-            runtime.app = build_app(
-                core=core(runtime.service),
-                adapter=runtime.adapter,
-                redis=redis,
-                key_prefix=settings.key_prefix,
-                max_pixels=settings.limits.max_pixels,
-            )
         if pump:
             runtime.start_pump()
         harness = SlackHarness(runtime=runtime, fake=fake_slack)
@@ -110,14 +100,6 @@ def make_slack(
     yield make
     for harness in made:
         harness.close()
-
-
-@pytest.fixture()
-def worker(settings: Settings, redis_url: str) -> Iterator[None]:
-    """The real RQ worker in a thread, on the real Redis, rendering ``tiny``."""
-    handle = start_embedded_worker(settings=settings, redis=redis_lib.Redis.from_url(redis_url))
-    yield
-    handle.stop()
 
 
 class RecordingCore:
@@ -133,8 +115,3 @@ class RecordingCore:
 
     def handle_reaction(self, event: ReactionEvent) -> None:
         self.service.handle_reaction(event)
-
-
-def queued_jobs(settings: Settings, redis: redis_lib.Redis) -> int:
-    """Jobs waiting in this test's RQ queues."""
-    return sum(Queue(name, connection=redis).count for name in queue_names(settings))

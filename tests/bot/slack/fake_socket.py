@@ -23,7 +23,6 @@ class FakeSocketMode:
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
-        self.connections = 0
         self._socket: web.WebSocketResponse | None = None
         self._connected = threading.Event()
         self._lock = threading.Lock()
@@ -61,7 +60,6 @@ class FakeSocketMode:
         socket = web.WebSocketResponse(autoping=True)
         await socket.prepare(request)
         self._socket = socket
-        self.connections += 1
         await socket.send_str(
             json.dumps({"type": "hello", "num_connections": 1,
                         "connection_info": {"app_id": "A0TEST"},

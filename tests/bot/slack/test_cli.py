@@ -19,7 +19,8 @@ from bot.adapters.slack_cli import SlackRuntime
 from bot.adapters.slack_settings import SlackSettings
 from bot.settings import BotSettings
 from engine.settings import Settings
-from tests.bot.slack.conftest import queued_jobs, wait_for
+from tests.bot.conftest import queued_jobs
+from tests.bot.slack.conftest import wait_for
 from tests.bot.slack.fake_slack import TEAM, FakeSlack
 from tests.bot.slack.fake_socket import FakeSocketMode
 from tests.bot.slack.slack_requests import mention

@@ -9,7 +9,8 @@ import redis as redis_lib
 
 from bot.adapters.slack import ChannelUnavailable
 from engine.settings import Settings
-from tests.bot.slack.conftest import queued_jobs, wait_for
+from tests.bot.conftest import queued_jobs
+from tests.bot.slack.conftest import wait_for
 from tests.bot.slack.fake_slack import BOT_USER, FakeSlack
 from tests.bot.slack.slack_requests import mention, reaction
 

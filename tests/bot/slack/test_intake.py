@@ -12,7 +12,8 @@ from PIL import Image
 from engine.queue import JobQueue
 from engine.settings import Settings
 from engine.store import store_from_settings
-from tests.bot.slack.conftest import RecordingCore, queued_jobs, wait_for
+from tests.bot.conftest import queued_jobs
+from tests.bot.slack.conftest import RecordingCore, wait_for
 from tests.bot.slack.fake_slack import FakeSlack
 from tests.bot.slack.slack_requests import mention
 
