@@ -33,7 +33,14 @@ from bot.adapters.discord_directory import DiscordDirectory
 from bot.adapters.discord_settings import DiscordSettings
 from bot.adapters.discord_text import message_text, not_allowed, thread_name
 from bot.adapters.images import fit_upload
-from bot.ports import VOTE_EMOJI, VOTES, MessageRef, ReactionEvent, vote_for_emoji
+from bot.ports import (
+    VOTE_EMOJI,
+    VOTES,
+    ChannelUnavailable,
+    MessageRef,
+    ReactionEvent,
+    vote_for_emoji,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +111,9 @@ class DiscordAdapter:
 
     def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:
         """Discord has no ephemeral messages outside an interaction: mention the user where
-        the conversation is, pinging only them."""
-        self._wait(self.apost(channel=channel, thread=thread, text=f"<@{user}> {text}"))
+        the conversation is, pinging only them; where the bot may not post at all, a direct
+        message instead, since that is usually the news."""
+        self._wait(self.anotify(channel=channel, user=user, text=text, thread=thread))
 
     # ---- the same on the event loop ------------------------------------------------------
     async def apost(self, *, channel: str, text: str, thread: str | None = None) -> MessageRef:
@@ -113,6 +121,21 @@ class DiscordAdapter:
         target = await self._target(channel=channel, thread=thread)
         sent = await self._send(target, content=message_text(text))
         return MessageRef(PLATFORM, channel, str(sent.id), thread)
+
+    async def anotify(
+        self, *, channel: str, user: str, text: str, thread: str | None = None
+    ) -> None:
+        """Coroutine of :meth:`notify`."""
+        try:
+            await self.apost(channel=channel, thread=thread, text=f"<@{user}> {text}")
+        except ChannelUnavailable:
+            try:
+                recipient = self._client.get_user(int(user)) or await self._client.fetch_user(
+                    int(user)
+                )
+                await recipient.send(content=message_text(text), allowed_mentions=_MENTIONS)
+            except discord.HTTPException as exc:  # DMs closed: nowhere left to say it
+                log.warning("could not tell user %s by direct message either: %s", user, exc)
 
     async def aedit(self, *, message: MessageRef, text: str) -> None:
         """Coroutine of :meth:`edit`."""
@@ -228,7 +251,7 @@ class DiscordAdapter:
     ) -> discord.Message:
         channel = self._messageable(channel_id)
         try:
-            if file is None:  # a text message carries no attachments list at all
+            if file is None:  # discord.py's types take no None for `file`
                 sent = await channel.send(content=content, allowed_mentions=_MENTIONS)
             else:
                 sent = await channel.send(content=content, allowed_mentions=_MENTIONS, file=file)

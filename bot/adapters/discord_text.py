@@ -7,7 +7,7 @@ import re
 
 import discord
 
-from engine.errors import UserError
+from bot.ports import ChannelUnavailable
 
 MAX_CONTENT = 2000  # characters per message
 MAX_THREAD_NAME = 100
@@ -16,12 +16,15 @@ _NAME_JUNK = re.compile(r"[`*_~<>|#]+")
 _MENTION = re.compile(r"<(?:@[!&]?|#)\d+>")
 
 
-def not_allowed(channel_id: str, exc: discord.Forbidden) -> UserError:
-    """A 403 as a sentence the channel's people can act on (the service shows it)."""
-    return UserError(
+def not_allowed(channel_id: str, exc: discord.Forbidden) -> ChannelUnavailable:
+    """A 403 as the port's :class:`ChannelUnavailable`, with a sentence the channel's people
+    can act on: delivery keeps the images and tells the requester how to get them."""
+    return ChannelUnavailable(
         f"Proofroom may not post in <#{channel_id}> ({exc.text or 'missing permissions'}); "
         "ask a server admin to give it View Channel, Send Messages, Create Public Threads, "
-        "Send Messages in Threads and Attach Files there"
+        "Send Messages in Threads and Attach Files there",
+        channel=channel_id,
+        error=exc.text or "forbidden",
     )
 
 

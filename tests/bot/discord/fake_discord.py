@@ -197,6 +197,15 @@ class FakeDiscord:
         payload = call.json or {}
         if method == "GET" and path == "/users/@me":
             return 200, user(BOT_ID, "proofroom", bot=True)
+        if method == "GET" and parts[0] == "users" and len(parts) == 2:
+            return 200, user(parts[1], f"user{parts[1][-3:]}")
+        if method == "POST" and path == "/users/@me/channels":  # a direct-message channel
+            dm = self.snowflake()
+            with self._lock:
+                self.channels.add(dm)
+            recipient_id = str(payload["recipient_id"])  # discord.py sends it as a number
+            recipient = user(recipient_id, f"user{recipient_id[-3:]}")
+            return 200, {"id": dm, "type": 1, "recipients": [recipient], "last_message_id": None}
         if method == "GET" and path == "/oauth2/applications/@me":
             return 200, application()
         if method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":

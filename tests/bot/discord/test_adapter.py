@@ -12,7 +12,7 @@ import discord
 import pytest
 from PIL import Image
 
-from bot.ports import MessageRef
+from bot.ports import ChannelUnavailable, MessageRef
 from engine.errors import UserError
 from tests.bot.discord.fake_discord import BOT_ID, CHANNEL_ID, FakeDiscord
 from tests.bot.discord.gateway import (
@@ -133,6 +133,21 @@ def test_no_permission_becomes_a_sentence_for_the_channel(make_bot, fake_discord
                       body={"message": "Missing Permissions", "code": 50013})  # fmt: skip
     with pytest.raises(UserError, match="ask a server admin to give it View Channel, Send"):
         adapter.post(channel=CHANNEL_ID, text="job")
+
+
+def test_where_the_bot_may_not_post_the_user_hears_by_direct_message(make_bot, fake_discord):
+    adapter = make_bot().adapter
+    fake_discord.fail("POST", f"/channels/{CHANNEL_ID}/messages", status=403,
+                      body={"message": "Missing Access", "code": 50001}, times=2)  # fmt: skip
+    # The port's refusal, so delivery keeps the images and tells the requester.
+    with pytest.raises(ChannelUnavailable) as refused:
+        adapter.post(channel=CHANNEL_ID, text="job")
+    assert refused.value.channel == CHANNEL_ID
+    adapter.notify(channel=CHANNEL_ID, user=USER, text="Your images are kept.")
+    [opened] = fake_discord.calls_to("POST", "/users/@me/channels")
+    assert str(opened.json["recipient_id"]) == USER
+    [dm] = [c for c in fake_discord.channel_posts() if c.path != f"/channels/{CHANNEL_ID}/messages"]
+    assert dm.json["content"] == "Your images are kept."
 
 
 def test_a_rate_limited_post_is_retried_by_discord_py(make_bot, fake_discord: FakeDiscord):
