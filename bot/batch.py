@@ -16,7 +16,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from bot.batch_plan import BATCH_USAGE, PlannedRow, new_batch_id, parse_batch_command, plan_batch
+from bot.batch_plan import (
+    BATCH_USAGE,
+    PlannedRow,
+    enqueue_all,
+    new_batch_id,
+    parse_batch_command,
+    plan_batch,
+)
 from bot.batch_report import BatchReport
 from bot.meta import requester_key
 from bot.ports import CommandEvent, MessageRef
@@ -201,25 +208,16 @@ class BatchDesk:
 
     def _enqueue(self, batch_id: str, planned: list[PlannedRow], *, thread: MessageRef,
                  requester: str) -> None:  # fmt: skip
-        queued: list[str] = []
         try:
-            for item in planned:
-                spec = item.spec.model_copy(
-                    update={
-                        "origin": {
-                            "batch": batch_id,
-                            "row": str(item.row.number),
-                            "label": item.label,
-                        }
-                    }  # fmt: skip
-                )
-                queued.append(self.service.submit(spec, thread=thread, requester=requester))
-        except Exception:
-            log.exception(
-                "batch %s: queueing failed after %d jobs; cancelling", batch_id, len(queued)
+            enqueue_all(
+                planned,
+                batch_id=batch_id,
+                submit=lambda spec: self.service.submit(spec, thread=thread, requester=requester),
+                cancel=self.service.queue.cancel,
             )
-            for job_id in queued:
-                self.service.queue.cancel(job_id)
+        except Exception:
+            log.exception("batch %s: queueing failed; the jobs already queued are cancelled",
+                          batch_id)  # fmt: skip
             self.redis.delete(self._key(batch_id))
             self.service.adapter.edit(
                 message=thread,

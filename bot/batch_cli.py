@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bot.batch_plan import (
     PlannedRow,
+    enqueue_all,
     image_file_name,
     new_batch_id,
     parse_batch_command,
@@ -89,24 +90,12 @@ def _render(planned: list[PlannedRow], *, args: argparse.Namespace, settings, ca
         else:
             print(f"queued on {settings.redis_url}; waiting for a worker (`proofroom worker`)")
         try:
-            _enqueue(queue, planned, batch_id=batch_id)
+            enqueue_all(planned, batch_id=batch_id, submit=queue.enqueue, cancel=queue.cancel)
             ended = _wait(events, group=group, jobs=set(rows),
                           total=len(planned) * args.variations, progress=tqdm)  # fmt: skip
         finally:
             redis.xgroup_destroy(events.key, group)
     return _write(ended, rows=rows, out=args.out, settings=settings)
-
-
-def _enqueue(queue: JobQueue, planned: list[PlannedRow], *, batch_id: str) -> None:
-    queued: list[str] = []
-    try:
-        for item in planned:
-            origin = {"batch": batch_id, "row": str(item.row.number), "label": item.label}
-            queued.append(queue.enqueue(item.spec.model_copy(update={"origin": origin})))
-    except Exception:
-        for job_id in queued:  # never leave half a batch queued
-            queue.cancel(job_id)
-        raise
 
 
 def _wait(events: EventStream, *, group: str, jobs: set[str], total: int, progress) -> dict:

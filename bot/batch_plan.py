@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.batch_csv import BatchFileError, BatchRow, read_batch_csv
@@ -34,6 +35,28 @@ class PlannedRow:
     row: BatchRow
     spec: JobSpec
     label: str  # "Row 2 · Red Widget", shown under each of its images
+
+
+def enqueue_all(
+    planned: list[PlannedRow],
+    *,
+    batch_id: str,
+    submit: Callable[[JobSpec], str],
+    cancel: Callable[[str], object],
+) -> list[str]:
+    """Queue one job per row through ``submit``, each spec carrying where it belongs
+    (``origin``: batch, row, label); return the job ids. If one cannot be queued, the jobs
+    already queued are cancelled and the error raised: never half a batch."""
+    queued: list[str] = []
+    try:
+        for item in planned:
+            origin = {"batch": batch_id, "row": str(item.row.number), "label": item.label}
+            queued.append(submit(item.spec.model_copy(update={"origin": origin})))
+    except Exception:
+        for job_id in queued:
+            cancel(job_id)
+        raise
+    return queued
 
 
 def new_batch_id() -> str:
