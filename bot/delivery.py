@@ -228,5 +228,4 @@ def _labelled(job: JobRecord, caption: str) -> str:
 
 def spec_summary(spec: JobSpec) -> str:
     """A one-line description of a job for lists (``/imagine status``)."""
-    prompt = spec.prompt if len(spec.prompt) <= 60 else spec.prompt[:59] + "\u2026"
-    return f"{spec.count} x `{spec.model}`: {prompt}"
+    return f"{spec.count} x `{spec.model}`: {texts.clip(spec.prompt, 60)}"

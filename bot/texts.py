@@ -23,10 +23,10 @@ def job_card(spec: JobSpec, *, requester: str, catalog: Catalog) -> str:
     """The first message of a job's thread: everything needed to understand (and repeat) it."""
     lines = [
         f"{mention(requester)} asked for {_images(spec.count)} \u00b7 job `{spec.id}`",
-        f"> {_clip(spec.prompt)}",
+        f"> {clip(spec.prompt)}",
     ]
     if spec.negative_prompt:
-        lines.append(f"Negative: {_clip(spec.negative_prompt)}")
+        lines.append(f"Negative: {clip(spec.negative_prompt)}")
     lines.append(
         f"Model `{spec.model}` \u00b7 {spec.width}x{spec.height} \u00b7 {spec.steps} steps "
         f"\u00b7 CFG {spec.cfg_scale:g} \u00b7 {spec.sampler} \u00b7 seed {spec.seed}"
@@ -182,8 +182,9 @@ def _lora(name: str, weight: float, catalog: Catalog) -> str:
     return f"`{name}` {weight:g}{triggers}"
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_PROMPT_SHOWN else text[: MAX_PROMPT_SHOWN - 1] + "\u2026"
+def clip(text: str, limit: int = MAX_PROMPT_SHOWN) -> str:
+    """``text`` cut to ``limit`` characters, a visible ellipsis saying so."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def try_again(reference: str) -> str:

@@ -16,6 +16,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import Choice, Range
 
+from bot.texts import clip
 from engine.settings import Limits
 from engine.spec import MAX_SEED, SAMPLERS
 
@@ -105,7 +106,7 @@ def add_commands(
         head = f"{done.strip()}, " if done.strip() else ""
         found = choices(((n, e.description) for n, e in catalog.loras.items()), typing.strip())
         return [
-            Choice(name=_cut(head + c.name), value=head + c.value)
+            Choice(name=clip(head + c.name, MAX_CHOICE_TEXT), value=head + c.value)
             for c in found
             if len(head + c.value) <= MAX_CHOICE_TEXT
         ]
@@ -243,7 +244,10 @@ def choices(entries: Iterable[tuple[str, str]], typed: str) -> list[Choice[str]]
     described = dict(entries)
     return [
         Choice(
-            name=_cut(f"{name} \u2014 {described[name]}" if described[name] else name), value=name
+            name=clip(
+                f"{name} \u2014 {described[name]}" if described[name] else name, MAX_CHOICE_TEXT
+            ),
+            value=name,
         )
         for name in rank(described, typed)
         if len(name) <= MAX_CHOICE_TEXT
@@ -256,7 +260,3 @@ def _quote(value: str) -> str:
     if value and not any(c.isspace() or c in "\"'" for c in value):
         return value
     return '"' + value.replace('"', "'") + '"'
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_CHOICE_TEXT else text[: MAX_CHOICE_TEXT - 1] + "\u2026"

@@ -8,6 +8,7 @@ import re
 import discord
 
 from bot.ports import ChannelUnavailable
+from bot.texts import clip
 
 MAX_CONTENT = 2000  # characters per message
 MAX_THREAD_NAME = 100
@@ -32,9 +33,7 @@ def message_text(text: str) -> str:
     """Port text as Discord shows it: Slack-style links become Markdown links; the length
     is cut to Discord's limit with a visible ellipsis."""
     text = _SLACK_LINK.sub(r"[\2](\1)", text)
-    if len(text) > MAX_CONTENT:
-        text = text[: MAX_CONTENT - 1] + "\u2026"
-    return text
+    return clip(text, MAX_CONTENT)
 
 
 def thread_name(text: str) -> str:
@@ -43,4 +42,4 @@ def thread_name(text: str) -> str:
     text = _MENTION.sub("", text)
     lines = [" ".join(_NAME_JUNK.sub(" ", ln).split()) for ln in text.splitlines()]
     name = " — ".join([ln for ln in lines if ln][:2]) or "Proofroom job"
-    return name if len(name) <= MAX_THREAD_NAME else name[: MAX_THREAD_NAME - 1] + "…"
+    return clip(name, MAX_THREAD_NAME)
