@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.ports import Attachment
 from engine.inputs import FORMATS, MIME, InputImageError, open_header
 
 # The engine's refusal is the bot's: adapters catch AttachmentError for both.
@@ -62,8 +63,33 @@ def check_image(data: bytes, *, filename: str, max_bytes: int, max_pixels: int) 
     )
 
 
+def checked_attachment(
+    data: bytes,
+    *,
+    filename: str,
+    csv: bool,
+    max_bytes: int,
+    max_pixels: int,
+    role: str | None = None,
+) -> Attachment:
+    """A downloaded file as the port's :class:`~bot.ports.Attachment`: a CSV as it is (the
+    batch desk checks its text row by row), an image once :func:`check_image` passed it;
+    ``role`` is the part a platform's option gave it (image, mask, control)."""
+    if csv:
+        return Attachment(filename, "text/csv", len(data), data)
+    image = check_image(data, filename=filename, max_bytes=max_bytes, max_pixels=max_pixels)
+    return Attachment(filename, image.content_type, len(data), data, role=role)  # type: ignore[arg-type]
+
+
 def _megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
-__all__ = ["FORMATS", "AttachmentError", "CheckedImage", "check_declared_size", "check_image"]
+__all__ = [
+    "FORMATS",
+    "AttachmentError",
+    "CheckedImage",
+    "check_declared_size",
+    "check_image",
+    "checked_attachment",
+]

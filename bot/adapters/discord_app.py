@@ -31,7 +31,7 @@ from bot.adapters.discord import PLATFORM, DiscordAdapter
 from bot.adapters.discord_commands import add_commands
 from bot.adapters.discord_settings import DiscordSettings
 from bot.adapters.discord_text import message_text
-from bot.attachments import AttachmentError, check_declared_size, check_image
+from bot.attachments import AttachmentError, check_declared_size, checked_attachment
 from bot.ports import Attachment, CommandEvent, ReactionEvent
 from engine.catalog import Catalog
 from engine.settings import Limits
@@ -200,27 +200,16 @@ class ProofroomDiscord(discord.Client):
                 raise AttachmentError(
                     f"`{file.filename}` could not be downloaded from Discord; attach it again."
                 ) from None
-            if role == "csv":
-                # A batch file: text, checked row by row by the batch desk, not as an image.
-                checked[role] = Attachment(
-                    filename=file.filename, content_type="text/csv", size=len(data), data=data
-                )
-                continue
-            image = await asyncio.to_thread(
-                check_image,
-                data,
-                filename=file.filename,
-                max_bytes=limit,
-                max_pixels=self.limits.max_input_pixels,  # the worker's own limit
-            )
             name = file.filename if file.filename not in used else f"{role}-{file.filename}"
             used.add(name)
-            checked[role] = Attachment(
+            checked[role] = await asyncio.to_thread(
+                checked_attachment,
+                data,
                 filename=name,
-                content_type=image.content_type,
-                size=len(data),
-                data=data,
-                role=role,  # type: ignore[arg-type]  # the option names: image, mask, control
+                csv=role == "csv",
+                max_bytes=limit,
+                max_pixels=self.limits.max_input_pixels,  # the worker's own limit
+                role=None if role == "csv" else role,  # the option names: image, mask, control
             )
         return checked
 

@@ -32,7 +32,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.adapters.slack_settings import SlackSettings
-from bot.attachments import AttachmentError, check_declared_size, check_image
+from bot.attachments import AttachmentError, check_declared_size, checked_attachment
 from bot.ports import Attachment, MessageRef, ReactionEvent, vote_for_emoji
 from bot.ports import ChannelUnavailable as PortChannelUnavailable
 
@@ -217,11 +217,11 @@ class SlackAdapter:
                 )
             check_declared_size(filename=name, size=int(file.get("size") or 0), max_bytes=limit)
             data = self._download(file, name=name, max_bytes=limit)
-            if kind == "image":
-                image = check_image(data, filename=name, max_bytes=limit, max_pixels=max_pixels)
-                result.append(Attachment(name, image.content_type, len(data), data))
-            else:  # its text is checked row by row by the batch desk, like every platform's
-                result.append(Attachment(name, "text/csv", len(data), data))
+            result.append(
+                checked_attachment(
+                    data, filename=name, csv=kind == "csv", max_bytes=limit, max_pixels=max_pixels
+                )  # fmt: skip
+            )
         return tuple(result)
 
     # ---- internals ----------------------------------------------------------------
