@@ -76,14 +76,7 @@ class BotSettings(BaseSettings):
     @property
     def policy(self) -> ReviewPolicy:
         """The review policy these settings describe."""
-        return ReviewPolicy(
-            approver_ids=self.approver_ids,
-            approver_roles=self.approver_roles,
-            approvals_needed=self.approvals_needed,
-            requester_may_approve=self.requester_may_approve,
-            auto_rerender_rejected=self.auto_rerender_rejected,
-            max_rerenders=self.max_rerenders,
-        )
+        return ReviewPolicy(**{name: getattr(self, name) for name in ReviewPolicy.model_fields})
 
     def export_path(self, settings: Settings) -> Path:
         """The folder approved images are exported to."""
