@@ -185,19 +185,23 @@ class WorkerStats:
         self.key = stats_key(settings, name)
         self.ttl_s = max(settings.job_timeout_s * 2, 3600)
 
-    def update(self) -> None:
-        """Write the cache's load counters."""
+    def update(self, *, jobs_ended: int = 0) -> None:
+        """Write the cache's load counters (and count ``jobs_ended`` more jobs), in one
+        round trip."""
         loads = dict(self.cache.loads)
         fields: dict[Any, Any] = {f"loads:{m}": count for m, count in loads.items()}
         fields["loads"] = sum(loads.values())
         fields["pid"] = os.getpid()
-        self.redis.hset(self.key, mapping=fields)
-        self.redis.expire(self.key, self.ttl_s)
+        with self.redis.pipeline() as pipe:
+            if jobs_ended:
+                pipe.hincrby(self.key, "jobs", jobs_ended)
+            pipe.hset(self.key, mapping=fields)
+            pipe.expire(self.key, self.ttl_s)
+            pipe.execute()
 
     def job_ended(self) -> None:
         """Count a job and refresh the load counters."""
-        self.redis.hincrby(self.key, "jobs", 1)
-        self.update()
+        self.update(jobs_ended=1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
