@@ -65,11 +65,6 @@ class BotState:
         """Jobs for ``platform`` that have not ended (or whose end was not shown) yet."""
         return {as_text(v) for v in self.redis.smembers(self._key("open", platform))}
 
-    def get_field(self, job_id: str, field: str) -> str | None:
-        """One field of the job hash (``progress``, ``posted:done``, ``image:0``...)."""
-        value = self.redis.hget(self._key("job", job_id), field)
-        return as_text(value) if value is not None else None
-
     def job_fields(self, job_id: str) -> dict[str, str]:
         """The whole job hash in one read: ``record`` and what was posted for it."""
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self._key("job", job_id)))
