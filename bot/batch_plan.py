@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.batch_csv import BatchFileError, BatchRow, read_batch_csv
 from bot.commands import ImagineRequest, LoraRequest, UsageError, parse
-from bot.resolve import build_spec
+from bot.resolve import resolve_job
 from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.errors import UserError
@@ -105,13 +105,13 @@ def plan_batch(
     problems: list[str] = []
     for position, row in enumerate(rows):
         try:
-            spec = build_spec(
+            spec = resolve_job(
                 _row_request(request, row, position=position, variations=variations),
                 catalog=catalog,
                 settings=settings,
                 bot_settings=bot_settings,
                 requested_by=requested_by,
-            )
+            ).spec
         except UserError as exc:
             problems.append(f"row {row.number}: {exc.message}")
             continue

@@ -17,7 +17,7 @@ from bot.commands import ImagineRequest
 from bot.meta import requester_key
 from bot.ports import CommandEvent, MessageRef
 from bot.records import dumps_ref, loads_ref
-from bot.resolve import build_spec
+from bot.resolve import resolve_job
 from bot.scheduler import CalendarScheduler, Clock, utc_now
 from bot.tokens import TokenizeError, command_tokens
 from engine.catalog import Catalog
@@ -76,7 +76,7 @@ class CalendarDesk:
     def post_week(self, run: WeekRun) -> None:
         """Open the week's thread and queue its images (bulk priority)."""
         service, calendar, theme = self.service, run.calendar, run.theme
-        spec = build_spec(
+        spec = resolve_job(
             ImagineRequest(
                 template=theme.template,
                 variables=theme.variables,
@@ -87,7 +87,7 @@ class CalendarDesk:
             settings=service.settings,
             bot_settings=service.bot_settings,
             requested_by=requester_key(service.adapter.platform, CALENDAR_USER),
-        )
+        ).spec
         thread = service.adapter.post(
             channel=calendar.channel,
             text=(

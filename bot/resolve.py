@@ -38,29 +38,6 @@ class ResolvedJob:
     inputs: PreparedInputs | None = None
 
 
-def build_spec(
-    request: ImagineRequest,
-    *,
-    catalog: Catalog,
-    settings: Settings,
-    bot_settings: BotSettings,
-    requested_by: str,
-    attachments: Sequence[Attachment] = (),
-    store: ArtifactStore | None = None,
-) -> JobSpec:
-    """A validated spec for ``request``; :class:`UserError` with a sentence for the user
-    (see :func:`resolve_job`)."""
-    return resolve_job(
-        request,
-        catalog=catalog,
-        settings=settings,
-        bot_settings=bot_settings,
-        requested_by=requested_by,
-        attachments=attachments,
-        store=store,
-    ).spec
-
-
 def resolve_job(
     request: ImagineRequest,
     *,
