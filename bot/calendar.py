@@ -2,12 +2,17 @@
 
 A calendar names the channel, a weekly schedule (cron in a named time zone) and
 the themes: per week of the month (1-5) and, overriding those, per ISO week.
+A calendar without a channel (the shipped examples) or with ``enabled: false`` is idle:
+it posts nothing, and :attr:`Calendar.idle_reason` says what would make it post. The
+channel can also come from the setting ``PROOFROOM_CALENDAR_CHANNELS__<NAME>``, so a
+deployment turns an example on without editing the file.
 This module is pure: what would be posted for a given week. Posting, and making
 a run happen once, is ``bot.scheduler``'s job.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -37,7 +42,8 @@ class Calendar(BaseModel):
     name: str
     description: str = ""
     platform: str = "slack"
-    channel: str
+    channel: str | None = None
+    enabled: bool = True
     schedule: str = "0 9 * * MON"
     timezone: str = "UTC"
     digest: str | None = "0 17 * * FRI"
@@ -66,6 +72,19 @@ class Calendar(BaseModel):
     def digest_cron(self) -> Cron | None:
         """The digest schedule, if any."""
         return parse_cron(self.digest, timezone=self.timezone) if self.digest else None
+
+    @property
+    def idle_reason(self) -> str | None:
+        """Why this calendar posts nothing (None when it runs): a sentence for the log and
+        for ``/imagine calendar``."""
+        if not self.enabled:
+            return f"it is switched off (`enabled: false` in {self.name}.yaml)"
+        if not self.channel:
+            return (
+                f"no channel is set: set PROOFROOM_CALENDAR_CHANNELS__{self.name.upper()} "
+                f"to a channel id, or `channel:` in {self.name}.yaml"
+            )
+        return None
 
     def theme_for(self, day: date) -> Theme | None:
         """The theme of the week containing ``day``: ISO week first, then week of month
@@ -132,11 +151,15 @@ def run_for_week(calendar: Calendar, week: str) -> WeekRun | None:
     return run_for(calendar, due)
 
 
-def load_calendars(root: Path) -> dict[str, Calendar]:
-    """Read every ``*.yaml`` under ``root`` (``templates/calendars``); name = file stem."""
+def load_calendars(root: Path, *, channels: Mapping[str, str] | None = None) -> dict[str, Calendar]:
+    """Read every ``*.yaml`` under ``root`` (``templates/calendars``); name = file stem.
+    ``channels`` (calendar name → channel id, from settings) overrides the files' channels."""
     calendars = {}
+    channels = {name.lower(): channel for name, channel in (channels or {}).items()}
     for path in sorted(root.glob("*.yaml")):
         body = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if channels.get(path.stem.lower()):
+            body["channel"] = channels[path.stem.lower()]
         try:
             calendars[path.stem] = Calendar.model_validate({"name": path.stem, **body})
         except (ValidationError, ValueError) as exc:

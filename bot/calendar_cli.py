@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 
 from bot.calendar import load_calendars, run_for, run_for_week
+from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.settings import get_settings
@@ -24,10 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the preview (or the list); 2 with a sentence for an unknown calendar or week."""
-    settings = get_settings()
+    settings, bot_settings = get_settings(), BotSettings()
     catalog = Catalog.load(settings.templates_dir)
     try:
-        calendars = load_calendars(settings.templates_dir / "calendars")
+        calendars = load_calendars(
+            bot_settings.calendars_path(settings), channels=bot_settings.calendar_channels
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -36,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
         for name, calendar in calendars.items():
             upcoming = run_for(calendar, calendar.cron.next_after(now))
             title = upcoming.title if upcoming else "(no theme that week)"
-            print(f"{name}: {calendar.platform} channel {calendar.channel}, "
+            if calendar.idle_reason:
+                title += f" (posts nothing: {calendar.idle_reason})"
+            print(f"{name}: {calendar.platform} channel {calendar.channel or '(not set)'}, "
                   f"`{calendar.schedule}` {calendar.timezone}; next: {title}")  # fmt: skip
         return 0
     if args.calendar not in calendars:
@@ -56,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    print(f"calendar  {calendar.name} ({calendar.platform} channel {calendar.channel})")
+    print(
+        f"calendar  {calendar.name} ({calendar.platform} channel {calendar.channel or '(not set)'})"
+    )
+    if calendar.idle_reason:
+        print(f"idle      posts nothing: {calendar.idle_reason}")
     print(f"thread    {week_run.title}")
     print(f"posts at  {week_run.due:%a %Y-%m-%d %H:%M %Z}")
     print(f"images    {theme.variations} from template `{theme.template}`"

@@ -46,13 +46,22 @@ class CalendarDesk:
         self.redis = service.state.redis
         self.prefix = f"{service.settings.key_prefix}:bot"
         if calendars is None:
-            folder = service.settings.templates_dir / "calendars"
-            calendars = load_calendars(folder) if folder.is_dir() else {}
+            bot_settings = service.bot_settings
+            folder = bot_settings.calendars_path(service.settings)
+            calendars = (
+                load_calendars(folder, channels=bot_settings.calendar_channels)
+                if folder.is_dir()
+                else {}
+            )
         platform = service.adapter.platform
+        here = [c for c in calendars.values() if c.platform == platform]
+        # Idle calendars (the shipped examples until a channel is set) are said once, at
+        # start, so an operator sees why nothing is posted without a line every tick.
+        self.idle = {c.name: reason for c in here if (reason := c.idle_reason) is not None}
+        for name, reason in self.idle.items():
+            log.info("calendar %s posts nothing: %s", name, reason)
         self.calendars = {
-            name: calendar
-            for name, calendar in calendars.items()
-            if calendar.platform == platform and _usable(calendar, service.catalog)
+            c.name: c for c in here if c.name not in self.idle and _usable(c, service.catalog)
         }
         self.scheduler = CalendarScheduler(
             calendars=self.calendars,
@@ -88,6 +97,7 @@ class CalendarDesk:
             bot_settings=service.bot_settings,
             requested_by=requester_key(service.adapter.platform, CALENDAR_USER),
         ).spec
+        assert calendar.channel is not None  # idle calendars are never scheduled
         thread = service.adapter.post(
             channel=calendar.channel,
             text=(
@@ -168,10 +178,14 @@ class CalendarDesk:
 
     def next_runs_text(self) -> str:
         """The next scheduled runs, for ``/imagine calendar``."""
+        idle = [f"\u2022 `{name}` posts nothing: {reason}." for name, reason in self.idle.items()]
         if not self.calendars:
-            return (
-                "No content calendar runs on this platform; add one under "
-                "`templates/calendars/` (see `marketing.yaml`)."
+            return "\n".join(
+                [
+                    "No content calendar runs on this platform; add one under "
+                    "`templates/calendars/` (see `marketing.yaml`).",
+                    *idle,
+                ]
             )
         lines = ["Next calendar runs:"]
         for run in self.scheduler.next_runs(count=2):
@@ -180,7 +194,7 @@ class CalendarDesk:
                 f"\u2022 `{run.calendar.name}`: {run.title} ({run.theme.variations} images), "
                 f"{when} in <#{run.calendar.channel}>"
             )
-        return "\n".join(lines)
+        return "\n".join(lines + idle)
 
     def _digest_command(self, name: str | None) -> str:
         names = [name] if name else list(self.calendars)

@@ -40,7 +40,9 @@ class ReviewPolicy(BaseModel):
 class BotSettings(BaseSettings):
     """Settings of a chat process; see ``.env.example``."""
 
-    model_config = SettingsConfigDict(env_prefix="PROOFROOM_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="PROOFROOM_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
 
     approver_ids: Names = frozenset()
     approver_roles: Names = frozenset()
@@ -65,6 +67,11 @@ class BotSettings(BaseSettings):
     upload_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # How long the bot remembers threads, image messages and votes.
     state_ttl_days: int = 90
+    # Content calendars: the folder of their files (None: <templates dir>/calendars), and
+    # channel ids by calendar name (PROOFROOM_CALENDAR_CHANNELS__MARKETING=C0123456789),
+    # which switch on a shipped example without editing it.
+    calendars_dir: Path | None = None
+    calendar_channels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("approver_ids", "approver_roles", mode="before")
     @classmethod
@@ -81,6 +88,10 @@ class BotSettings(BaseSettings):
     def export_path(self, settings: Settings) -> Path:
         """The folder approved images are exported to."""
         return self.export_dir or settings.data_dir / "approved"
+
+    def calendars_path(self, settings: Settings) -> Path:
+        """The folder content calendars are read from."""
+        return self.calendars_dir or settings.templates_dir / "calendars"
 
     def model_name(self, settings: Settings) -> str:
         """The model used when neither the command nor the template names one."""

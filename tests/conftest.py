@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,11 @@ import redis as redis_lib
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# No test sees the shipped content calendars unless it asks for them: a bot started by any
+# test (or a process it spawns) reads its calendars from this empty folder, so what the
+# examples would post on today's date never lands in another test's chat.
+_NO_CALENDARS = tempfile.TemporaryDirectory(prefix="proofroom-no-calendars-")
+os.environ["PROOFROOM_CALENDARS_DIR"] = _NO_CALENDARS.name
 
 from engine.settings import Settings  # noqa: E402
 from tests.engine.jobs_fixtures import isolated_settings, new_prefix, wipe  # noqa: E402
