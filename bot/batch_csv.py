@@ -65,14 +65,27 @@ def read_batch_csv(
     if "\x00" in text:
         raise BatchFileError(["the file is binary, not a CSV; export the sheet as 'CSV UTF-8'"])
     reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise BatchFileError([_unreadable(1, exc)]) from None
     if not header:
         raise BatchFileError(["the file is empty; the first line must name the columns"])
-    reader.fieldnames = header
     problems = _check_header(header, template)
+    # Columns named by a variable's alias (the lesson's ``product_name``) fill that variable.
+    reader.fieldnames = [template.variable_name(h) or h for h in header]
     rows: list[BatchRow] = []
     count = 0
-    for count, record in enumerate(reader, start=1):
+    records = enumerate(reader, start=1)
+    while True:
+        try:
+            count, record = next(records)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # The reader cannot go on past a broken row: report it with what came before.
+            problems.append(_unreadable(count + 2, exc))
+            raise BatchFileError(problems) from None
         number = count + 1  # the header is row 1 in a spreadsheet
         if None in record:
             problems.append(f"row {number}: more cells than columns in the header")
@@ -93,17 +106,35 @@ def read_batch_csv(
     return rows
 
 
+def _unreadable(number: int, exc: csv.Error) -> str:
+    """The problem for a row Python's CSV reader refuses (a cell over its size limit, a
+    stray quote), in words a spreadsheet user can act on."""
+    if "field larger than field limit" in str(exc):
+        return (
+            f"row {number}: a cell is longer than {csv.field_size_limit():,} characters; "
+            "a cell holds a few words (check for an unclosed quote)"
+        )
+    return f"row {number}: the CSV cannot be read there ({exc}); export the sheet as 'CSV UTF-8'"
+
+
 def _check_header(header: list[str], template: Template) -> list[str]:
     problems = []
-    known = set(template.variables) | set(FLAG_COLUMNS)
     for name in header:
-        if name not in known:
+        if template.variable_name(name) is None and name not in FLAG_COLUMNS:
             problems.append(
                 f"row 1: unknown column `{name}`; template `{template.name}` takes "
                 f"{', '.join(template.variables)} (and optional {', '.join(FLAG_COLUMNS)})"
             )
     duplicates = sorted({h for h in header if header.count(h) > 1})
     problems.extend(f"row 1: column `{d}` appears twice" for d in duplicates)
+    by_variable: dict[str, list[str]] = {}
+    for name in dict.fromkeys(header):
+        by_variable.setdefault(template.variable_name(name) or name, []).append(name)
+    problems.extend(
+        f"row 1: columns {' and '.join(f'`{c}`' for c in columns)} both fill `{variable}`; keep one"
+        for variable, columns in by_variable.items()
+        if len(columns) > 1
+    )
     return problems
 
 

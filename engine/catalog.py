@@ -17,7 +17,7 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from engine.errors import CatalogError, SpecError
+from engine.errors import CatalogError, MissingVariables, SpecError
 from engine.spec import ControlType
 
 Family = Literal["sd15", "sdxl"]
@@ -81,6 +81,9 @@ class Variable(BaseModel):
     description: str = ""
     default: str | None = None
     examples: list[str] = Field(default_factory=list)
+    # Other names for the same value, as people's spreadsheets already spell it (the
+    # lesson's CSV says ``product_name`` where the template says ``product``).
+    aliases: list[str] = Field(default_factory=list)
 
     @property
     def required(self) -> bool:
@@ -102,8 +105,16 @@ class Template(BaseModel):
     cfg_scale: float | None = None
     sampler: str | None = None
 
+    def variable_name(self, name: str) -> str | None:
+        """The variable ``name`` stands for (itself or one of its aliases), or None."""
+        if name in self.variables:
+            return name
+        return next((k for k, v in self.variables.items() if name in v.aliases), None)
+
     def render(self, values: Mapping[str, str], *, extra: str = "") -> tuple[str, str]:
-        """Fill the variables; return ``(prompt, negative)``. Free ``extra`` text is appended."""
+        """Fill the variables (by name or alias); return ``(prompt, negative)``. Free
+        ``extra`` text is appended."""
+        values = self._by_name(values)
         unknown = sorted(set(values) - set(self.variables))
         if unknown:
             raise CatalogError(
@@ -113,9 +124,11 @@ class Template(BaseModel):
         missing = [k for k, v in self.variables.items() if v.required and not values.get(k)]
         if missing:
             example = " ".join(f'{k}="..."' for k in missing)
-            raise CatalogError(
+            raise MissingVariables(
                 f"template `{self.name}` needs {_quote(missing)}; "
-                f"for example: /imagine {self.name} {example}"
+                f"for example: /imagine {self.name} {example}",
+                template=self.name,
+                missing=missing,
             )
         filled = {k: values.get(k) or (v.default or "") for k, v in self.variables.items()}
         prompt = _PLACEHOLDER.sub(lambda m: filled[m.group(1)], self.prompt)
@@ -124,6 +137,21 @@ class Template(BaseModel):
         if extra.strip():
             prompt = f"{prompt}, {extra.strip()}"
         return prompt, self.negative
+
+    def _by_name(self, values: Mapping[str, str]) -> dict[str, str]:
+        """``values`` keyed by variable name; a variable given twice (by its name and an
+        alias) is a :class:`CatalogError` rather than a silent choice."""
+        named: dict[str, str] = {}
+        given: dict[str, str] = {}
+        for key, value in values.items():
+            name = self.variable_name(key) or key
+            if name in named:
+                raise CatalogError(
+                    f"`{given[name]}` and `{key}` both set `{name}` of template "
+                    f"`{self.name}`; give it once"
+                )
+            named[name], given[name] = value, key
+        return named
 
     def signature(self) -> str:
         """``product, style=minimalist, ...``: the variables with their defaults."""

@@ -32,7 +32,7 @@ def test_fifty_skus_times_three_variations(tmp_path: Path) -> None:
     products = tmp_path / "products.csv"
     with products.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["product", "style", "lighting"])
+        writer.writerow(["product_name", "style", "lighting"])  # the lesson's own header
         for k in range(50):
             writer.writerow(
                 [f"Widget {k}", ("minimalist", "industrial", "luxury")[k % 3], "studio"]
@@ -42,6 +42,8 @@ def test_fifty_skus_times_three_variations(tmp_path: Path) -> None:
                    "--seed", "100", "--steps", "2", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "150 images and manifest.csv" in done.stdout
+    # A command prints its progress and result: no INFO logs, no harmless library warnings.
+    assert " INFO " not in done.stderr and "torchvision" not in done.stderr, done.stderr[-3000:]
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 150
     with (out / "manifest.csv").open(encoding="utf-8-sig") as handle:
@@ -64,3 +66,13 @@ def test_a_bad_file_is_reported_whole_and_nothing_renders(tmp_path: Path) -> Non
     assert "row 3: seed `x` is not a whole number" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_huge_cell_is_a_listed_problem_not_a_traceback(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.csv"
+    wide.write_text("name,clothing\nAda," + "x" * 200_000 + "\n")
+    done = run_cli(tmp_path, str(wide), "--template", "character", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "the batch file has 1 problem; nothing was queued" in done.stderr
+    assert "row 2: a cell is longer than 131,072 characters" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -87,3 +87,31 @@ def test_excel_bom_and_ragged_rows() -> None:
     assert rows[0].variables["product"] == "Mug"
     with pytest.raises(BatchFileError, match="row 2: more cells than columns"):
         read("product\nMug,extra\n")
+
+
+def test_the_lessons_own_header_fills_the_variable_it_names() -> None:
+    # The lesson's file as it stands: `product_name` is an alias of product-photo's `product`.
+    rows = read("product_name,style,lighting\nRed Widget,minimalist,studio\n")
+    assert rows[0].variables == {
+        "product": "Red Widget",
+        "style": "minimalist",
+        "lighting": "studio",
+    }
+
+
+def test_a_variable_given_by_name_and_alias_is_refused() -> None:
+    with pytest.raises(BatchFileError) as caught:
+        read("product,product_name\nRed Widget,Blue Widget\n")
+    assert caught.value.problems == [
+        "row 1: columns `product` and `product_name` both fill `product`; keep one"
+    ]
+
+
+def test_a_cell_over_the_csv_readers_limit_is_a_listed_problem() -> None:
+    with pytest.raises(BatchFileError) as caught:
+        read(f"product,style\n,luxury\nWidget,{'x' * 200_000}\n")
+    assert caught.value.problems == [
+        "row 2: `product` is empty; template `product-photo` needs it",
+        "row 3: a cell is longer than 131,072 characters; a cell holds a few words "
+        "(check for an unclosed quote)",
+    ]

@@ -90,3 +90,12 @@ def test_a_broken_catalog_fails_at_load_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "models.yaml").write_text("m:\n  source: x\n  family: sd3\n")
     with pytest.raises(ValueError, match="models.yaml: entry 'm' is invalid"):
         Catalog.load(tmp_path)
+
+
+def test_a_variable_answers_to_its_aliases_once() -> None:
+    template = Catalog.load(REPO_ROOT / "templates").template("product-photo")
+    assert template.variable_name("product_name") == "product"
+    prompt, _ = template.render({"product_name": "Red Widget"})
+    assert "Red Widget" in prompt
+    with pytest.raises(CatalogError, match="`product` and `product_name` both set `product`"):
+        template.render({"product": "a", "product_name": "b"})
