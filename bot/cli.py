@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
+from engine.logs import configure_logging
+
+# Commands that print their own progress and result: logs stay at WARNING unless -v.
+QUIET = frozenset({"generate", "batch", "calendar", "shell"})
 # name -> (module, help). The module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("bot.generate_cli", "render a prompt or a template locally"),
@@ -35,13 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     module = importlib.import_module(args._module)
     cmd_parser = argparse.ArgumentParser(prog=f"proofroom {args.command}")
     module.add_arguments(cmd_parser)
+    # -v is accepted after the command too (`proofroom batch x.csv -v`).
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true")
+    late, rest = verbose.parse_known_args(rest)
+    configure_logging(verbose=args.verbose or late.verbose, quiet=args.command in QUIET)
     return int(module.run(cmd_parser.parse_args(rest)) or 0)
 
 

@@ -22,7 +22,7 @@ from bot.flags import FLAG_BY_NAME, LoraRequest, convert
 from bot.resolve import resolve_job
 from bot.settings import BotSettings
 from engine.catalog import Catalog
-from engine.errors import UserError
+from engine.errors import MissingVariables, UserError
 from engine.settings import Settings, get_settings
 from engine.spec import JobSpec
 
@@ -64,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
         ).spec
         return _render(spec.model_copy(update={"origin": {"platform": "cli"}}), args,
                        catalog=catalog, settings=settings)  # fmt: skip
+    except MissingVariables as exc:
+        example = " ".join(f'--var {name}="..."' for name in exc.missing)
+        names = ", ".join(f"`{name}`" for name in exc.missing)
+        print(f"error: template `{exc.template}` needs {names}; for example: "
+              f"proofroom generate --template {exc.template} {example}", file=sys.stderr)  # fmt: skip
+        return 2
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

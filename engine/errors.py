@@ -30,6 +30,17 @@ class CatalogError(UserError):
     kind = "unknown_name"
 
 
+class MissingVariables(CatalogError):
+    """A template was used without a value for each required variable. The message gives a
+    chat example; ``template`` and ``missing`` let another front end (a CLI) say it in its
+    own syntax."""
+
+    def __init__(self, message: str, *, template: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.template = template
+        self.missing = missing
+
+
 class CancelledError(Exception):
     """Raised inside a render when the job was cancelled; not a failure."""
 
