@@ -83,7 +83,11 @@ class BatchDesk:
                 "attach the CSV file to the command (Slack: mention @proofroom in a message "
                 "with the file; Discord: the `file` option); " + BATCH_USAGE
             )
-        request, variations = parse_batch_command(text, catalog=service.catalog)
+        request, variations = parse_batch_command(
+            text,
+            catalog=service.catalog,
+            max_prompt_chars=service.settings.limits.max_prompt_chars,
+        )
         planned = plan_batch(
             attachment.read(),
             request,

@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     bot_settings = BotSettings()
     catalog = Catalog.load(settings.templates_dir)
     try:
-        request, variations = parse_batch_command(_command_text(args), catalog=catalog)
+        request, variations = parse_batch_command(
+            _command_text(args), catalog=catalog, max_prompt_chars=settings.limits.max_prompt_chars
+        )
         data = args.csv.read_bytes()
         planned = plan_batch(data, request, variations=variations, catalog=catalog,
                              settings=settings, bot_settings=bot_settings,

@@ -69,9 +69,11 @@ def image_file_name(row: int, index: int, seed: int) -> str:
     return f"row{row:03d}-v{index + 1}-{seed}.png"
 
 
-def parse_batch_command(text: str, *, catalog: Catalog) -> tuple[ImagineRequest, int]:
+def parse_batch_command(
+    text: str, *, catalog: Catalog, max_prompt_chars: int
+) -> tuple[ImagineRequest, int]:
     """``product-photo --variations 3 --seed 100 ...`` → the request and the variation count."""
-    parsed = parse(text, catalog=catalog)
+    parsed = parse(text, catalog=catalog, max_prompt_chars=max_prompt_chars)
     if isinstance(parsed, UsageError):
         raise UserError(parsed.message)
     if not isinstance(parsed, ImagineRequest) or parsed.template is None:

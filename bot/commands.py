@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,6 +31,7 @@ from bot.flags import (
 from bot.tokens import Token, TokenizeError, command_tokens
 from engine.catalog import Catalog
 from engine.errors import UserError
+from engine.settings import Limits
 
 MetaName = Literal["help", "templates", "loras", "models", "status", "cancel", "review", "repost"]
 META_NAMES: tuple[MetaName, ...] = (
@@ -44,6 +46,14 @@ META_NAMES: tuple[MetaName, ...] = (
 )
 _LORA_TAG = re.compile(r"<lora:([^:<>]*)(?::([^<>]*))?>", re.IGNORECASE)
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=")
+# Quotation marks (Unicode's Quotation_Mark, and the inch mark the tokenizer reads as one):
+# a prompt of nothing but these, spaces and invisible characters describes no image.
+_QUOTE_MARKS = frozenset("\"'\u00ab\u00bb\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u2033"
+                         "\u2039\u203a\u2e42\u300c\u300d\u300e\u300f\u301d\u301e\u301f"
+                         "\ufe41\ufe42\ufe43\ufe44\uff02\uff07\uff62\uff63")  # fmt: skip
+# A whole command carries a prompt and a negative prompt (each up to the prompt limit) plus
+# flags, template variables and LoRA tags, for which this many characters is generous.
+COMMAND_ALLOWANCE = 2000
 
 
 @dataclass(frozen=True)
@@ -100,12 +110,31 @@ EMPTY_MESSAGE = (
 )
 
 
-def parse(text: str, *, catalog: Catalog) -> Parsed:
-    """Parse what followed ``/imagine`` (the command word itself may be included)."""
+def parse(
+    text: str, *, catalog: Catalog, max_prompt_chars: int = Limits().max_prompt_chars
+) -> Parsed:
+    """Parse what followed ``/imagine`` (the command word itself may be included).
+
+    Text longer than :func:`max_command_chars` of ``max_prompt_chars`` (the setting
+    ``limits.max_prompt_chars``) is refused before it is split into words: no prompt that
+    long could be rendered, so reading it would only cost time."""
+    limit = max_command_chars(max_prompt_chars)
+    if len(text) > limit:
+        return UsageError(
+            f"the command is {len(text):,} characters; a prompt may have up to "
+            f"{max_prompt_chars:,} and a whole command, flags included, up to {limit:,}: "
+            "shorten the prompt"
+        )
     try:
         return _parse(text, catalog)
     except UserError as exc:
         return UsageError(exc.message)
+
+
+def max_command_chars(max_prompt_chars: int) -> int:
+    """The longest command text worth reading when prompts have at most ``max_prompt_chars``:
+    room for a prompt, a negative prompt and :data:`COMMAND_ALLOWANCE` more."""
+    return 2 * max_prompt_chars + COMMAND_ALLOWANCE
 
 
 def size_for_aspect(
@@ -128,7 +157,9 @@ def size_for_aspect(
 
 def _parse(text: str, catalog: Catalog) -> Parsed:
     text, tags = _take_lora_tags(text)
-    loras = [lora_request(name, weight, catalog, shown=tag) for name, weight, tag in tags]
+    loras: dict[str, tuple[LoraRequest, str]] = {}  # by name: the request and how it was typed
+    for name, weight, tag in tags:
+        _add_lora(loras, lora_request(name, weight, catalog, shown=tag), shown=tag)
     try:
         tokens = command_tokens(text)
     except TokenizeError as exc:
@@ -169,15 +200,17 @@ def _parse(text: str, catalog: Catalog) -> Parsed:
         if problem:
             return problem
     prompt = _tidy(" ".join(words))
-    if not template and not prompt:
-        return UsageError(EMPTY_MESSAGE)
+    if not _describes_something(prompt):
+        if not template:  # `/imagine ""` or zero-width spaces would render an empty prompt
+            return UsageError(EMPTY_MESSAGE)
+        prompt = ""  # the template describes the image; nothing to append to it
     if "aspect" in values and "size" in values:
         return UsageError("use either --ar or --size, not both (--ar 3:2 or --size 768x512)")
     return ImagineRequest(
         prompt=prompt,
         template=template,
         variables=variables,
-        loras=tuple(loras),
+        loras=tuple(request for request, _ in loras.values()),
         flags=flags,
         **values,  # type: ignore[arg-type]
     )
@@ -241,7 +274,7 @@ def _take_flag(
     i: int,
     values: dict[str, object],
     flags: dict[str, str | int | float],
-    loras: list[LoraRequest],
+    loras: dict[str, tuple[LoraRequest, str]],
     catalog: Catalog,
 ) -> int:
     """Consume flag ``tokens[i]`` and its value; return the index after them."""
@@ -267,13 +300,26 @@ def _take_flag(
         raise UserError(f"--{flag.name} needs a value, e.g. {flag.example}")
     value = convert(flag, arg, catalog)
     if flag.kind == "lora":
-        loras.append(value)  # type: ignore[arg-type]
+        _add_lora(loras, value, shown=f"--{flag.name} {arg}")  # type: ignore[arg-type]
         return end
     target = flags if flag.reserved else values
     if flag.field in target:
         raise UserError(f"--{flag.name} is given twice; keep one")
     target[flag.field] = value  # type: ignore[assignment]
     return end
+
+
+def _add_lora(
+    loras: dict[str, tuple[LoraRequest, str]], request: LoraRequest, *, shown: str
+) -> None:
+    """Add a LoRA; refuse one given twice (by ``--lora`` or ``<lora:...>``) as every other
+    repeated flag is refused, rather than keep one of the two weights silently."""
+    earlier = loras.get(request.name)
+    if earlier is not None:
+        raise UserError(
+            f"LoRA `{request.name}` is given twice (`{earlier[1]}` and `{shown}`); keep one"
+        )
+    loras[request.name] = (request, shown)
 
 
 def _sampler_words(tokens: list[Token], start: int, stop: int) -> tuple[str, int]:
@@ -298,6 +344,12 @@ def _take_lora_tags(text: str) -> tuple[str, list[tuple[str, str | None, str]]]:
     return _LORA_TAG.sub(keep, text), found
 
 
+def _describes_something(prompt: str) -> bool:
+    """Whether the prompt has a visible character other than a quotation mark: ``""``,
+    ``' '`` or zero-width spaces (format characters) describe nothing."""
+    return any(ch not in _QUOTE_MARKS and unicodedata.category(ch)[0] not in "ZC" for ch in prompt)
+
+
 def _tidy(prompt: str) -> str:
     """Close the gaps that removed ``<lora:...>`` tags leave behind."""
     prompt = re.sub(r"\s+", " ", prompt)
@@ -313,6 +365,7 @@ __all__ = [
     "MetaCommand",
     "Parsed",
     "UsageError",
+    "max_command_chars",
     "parse",
     "size_for_aspect",
 ]

@@ -9,13 +9,13 @@ rejects the other, and ends with the path of the exported PNG and its JSON sidec
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
 from bot.settings import BotSettings
-from bot.shell import Shell, quiet_logs
+from bot.shell import Shell
+from engine.logs import configure_logging
 from engine.settings import Settings
 
 SCRIPT = """\
@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo session; print where the approved image and its sidecar are."""
     args = argv if argv is not None else sys.argv[1:]
     data_dir = Path(args[0]) if args else Path("data/demo")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    quiet_logs()
+    configure_logging(quiet=True)
     # The embedded default, whatever the environment says: the demo needs nothing running.
     settings = Settings(redis_url=None, data_dir=data_dir, default_model="tiny")
     bot_settings = BotSettings(_env_file=None, export_dir=data_dir / "approved")  # type: ignore[call-arg]

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,7 +28,16 @@ from bot.service import BotService
 from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.embedded import redis_for
+from engine.logs import quiet_libraries
 from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NO_WORKER_WITHOUT_REDIS = (
+    "error: --no-worker needs REDIS_URL: without it the jobs stay in this process's in-memory "
+    "queue, where no `proofroom worker` can see them; drop --no-worker (a worker thread "
+    "renders them here) or set REDIS_URL to the Redis your workers serve"
+)
 
 SHELL_HELP = """\
   /imagine ...                 a command, as in Slack or Discord (/imagine help)
@@ -48,22 +57,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where artifacts, shell images and exports go (default: ./data)")  # fmt: skip
     parser.add_argument("--no-worker", action="store_true",
-                        help="do not start a worker thread (a `proofroom worker` serves REDIS_URL)")  # fmt: skip
+                        help="do not start a worker thread (needs REDIS_URL, served by a "
+                             "`proofroom worker`)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds `:wait` waits for jobs (default: 300)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the shell until ``:quit``, end of input, or the end of the script."""
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        quiet_logs()
     settings = Settings()
     if args.data_dir is not None:
         settings = settings.model_copy(update={"data_dir": args.data_dir})
+    if args.no_worker and not settings.redis_url:
+        print(NO_WORKER_WITHOUT_REDIS, file=sys.stderr)
+        return 2
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        quiet_libraries()
     interactive = args.script is None and sys.stdin.isatty()
-    lines: Iterable[str] = (
-        args.script.read_text(encoding="utf-8").splitlines() if args.script else _stdin(interactive)
-    )
+    try:
+        lines: Iterable[str] = (
+            args.script.read_text(encoding="utf-8", errors="replace").splitlines()
+            if args.script
+            else _stdin(interactive)
+        )
+    except OSError as exc:
+        print(f"error: cannot read {args.script}: {exc.strerror}", file=sys.stderr)
+        return 2
     with Shell(settings=settings, user=args.user or _whoami(), channel=args.channel,
                worker=not args.no_worker, wait_s=args.timeout, echo=not interactive) as shell:  # fmt: skip
         return shell.run_lines(lines)
@@ -121,7 +140,7 @@ class Shell:
                 self.adapter.say(f"\n{self.user}> {line}")
             if line in (":quit", ":q", ":exit"):
                 break
-            if not self.handle(line):
+            if not self._handle_safely(line):
                 status = 1
         if self.echo:
             self.wait()
@@ -154,6 +173,20 @@ class Shell:
             return True
         self.adapter.say(f"  unknown shell command `:{word}`; `:help` lists them")
         return False
+
+    def _handle_safely(self, line: str) -> bool:
+        """:meth:`handle`, but a failure is a sentence and the session goes on: one odd
+        line must not end a session (and lose its images' numbers)."""
+        try:
+            return self.handle(line)
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("shell line %r failed (reference %s)", line, reference)
+            self.adapter.say(
+                f"  something went wrong on our side (reference {reference}); "
+                "the session goes on, `:help` lists the shell commands"
+            )
+            return False
 
     def wait(self) -> bool:
         """Block until every queued job has ended and been shown (or ``wait_s`` passes)."""
@@ -206,26 +239,10 @@ class Shell:
         return True
 
 
-class _WarningsOnly(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
-
-
-def quiet_logs() -> None:
-    """Keep the channel readable: the worker's INFO lines and model-loading progress bars
-    belong in a log, not between chat messages (``proofroom -v shell`` shows them)."""
-    for name in ("rq", "engine", "bot", "httpx", "diffusers", "transformers"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # RQ's Worker.work() sets "rq.worker" back to INFO when it starts; a filter stays.
-    worker_log = logging.getLogger("rq.worker")
-    if not any(isinstance(f, _WarningsOnly) for f in worker_log.filters):
-        worker_log.addFilter(_WarningsOnly())
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-
-
 def _stdin(interactive: bool) -> Iterable[str]:
+    # Bytes that are not UTF-8 become U+FFFD instead of a UnicodeDecodeError ending the session.
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")
     if not interactive:
         yield from sys.stdin
         return
@@ -244,4 +261,4 @@ def _whoami() -> str:
         return "you"
 
 
-__all__ = ["MessageRef", "Shell", "add_arguments", "quiet_logs", "run"]
+__all__ = ["MessageRef", "Shell", "add_arguments", "run"]

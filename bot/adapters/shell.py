@@ -4,6 +4,9 @@ Threads are indented under their first message; images are written to files and 
 with a number (``[#2]``) that ``:react 2 approve`` refers to. On a terminal, an edit of the
 last line (the progress bar) rewrites it in place; elsewhere (a script, a pipe) every edit
 is printed as a new line so the transcript shows the progress.
+
+Text from users reaches the terminal without control characters: an escape sequence in a
+prompt could otherwise clear the screen, move the cursor or retitle the window.
 """
 
 from __future__ import annotations
@@ -19,6 +22,17 @@ from bot.ports import MessageRef
 PLATFORM = "shell"
 _MENTION = re.compile(r"<@([^>]+)>")
 _UP_AND_CLEAR = "\x1b[1A\r\x1b[K"
+_IMAGE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: "²".isdigit() is true, int("²") fails
+# Terminal controls: whole ESC sequences (CSI ``ESC [ ... final``; OSC, DCS, APC, PM and SOS
+# strings up to BEL, ``ESC \`` or the end of the line; ESC and one character), then any other
+# C0 control but newline and tab, DEL, C1 controls, and lone surrogates (a UTF-8 terminal
+# cannot be written them).
+_CONTROLS = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[\]P_^X][^\x07\x1b\n]*(?:\x07|\x1b\\)?"
+    r"|\x1b[ -~]?"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]"
+)
 
 
 class ShellAdapter:
@@ -74,7 +88,7 @@ class ShellAdapter:
     def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:
         """Print a notice meant for one user."""
         with self._lock:
-            self._print(f"  (only {user}) {_plain(text)}", None)
+            self._print(_plain(f"  (only {user}) {text}"), None)
 
     def say(self, text: str) -> None:
         """Print a line of the shell itself (replies, help)."""
@@ -84,7 +98,7 @@ class ShellAdapter:
     def find(self, token: str) -> MessageRef | None:
         """The message ``#N``/``N`` (image number) or ``sN`` (message id) names."""
         key = token.lstrip("#")
-        if key.isdigit():
+        if _IMAGE_NUMBER.fullmatch(key):
             number = int(key)
             return self.images[number - 1] if 0 < number <= len(self.images) else None
         return self.messages.get(token)
@@ -102,5 +116,6 @@ class ShellAdapter:
 
 
 def _plain(text: str) -> str:
-    """Neutral markup to terminal text: ``<@U1>`` becomes ``@U1``."""
-    return _MENTION.sub(r"@\1", text)
+    """Neutral markup to terminal text: ``<@U1>`` becomes ``@U1``; control characters and
+    escape sequences are removed (newlines and tabs stay)."""
+    return _MENTION.sub(r"@\1", _CONTROLS.sub("", text))

@@ -18,7 +18,11 @@ def test_when_one_row_cannot_be_queued_the_rows_already_queued_are_cancelled(
     settings: Settings, redis: redis_lib.Redis
 ) -> None:
     catalog = Catalog.load(settings.templates_dir)
-    request, variations = parse_batch_command("product-photo --steps 2", catalog=catalog)
+    request, variations = parse_batch_command(
+        "product-photo --steps 2",
+        catalog=catalog,
+        max_prompt_chars=settings.limits.max_prompt_chars,
+    )
     planned = plan_batch(b"product\nmug\nlamp\nchair\n", request, variations=variations,
                          catalog=catalog, settings=settings,
                          bot_settings=BotSettings(_env_file=None), requested_by="cli")  # fmt: skip
@@ -40,7 +44,11 @@ def test_when_one_row_cannot_be_queued_the_rows_already_queued_are_cancelled(
 
 def test_each_job_carries_its_batch_row_and_label(settings: Settings, redis) -> None:
     catalog = Catalog.load(settings.templates_dir)
-    request, variations = parse_batch_command("product-photo --steps 2", catalog=catalog)
+    request, variations = parse_batch_command(
+        "product-photo --steps 2",
+        catalog=catalog,
+        max_prompt_chars=settings.limits.max_prompt_chars,
+    )
     planned = plan_batch(b"product\nmug\nlamp\n", request, variations=variations,
                          catalog=catalog, settings=settings,
                          bot_settings=BotSettings(_env_file=None), requested_by="cli")  # fmt: skip

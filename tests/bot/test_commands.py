@@ -8,10 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.commands import (
+    EMPTY_MESSAGE,
     ImagineRequest,
     LoraRequest,
     MetaCommand,
     UsageError,
+    max_command_chars,
     parse,
     size_for_aspect,
 )
@@ -172,3 +174,56 @@ def test_any_text_parses_to_a_request_or_a_usage_error(text):
     assert isinstance(result, ImagineRequest | MetaCommand | UsageError)
     if isinstance(result, UsageError):
         assert result.message and isinstance(result.message, str)
+
+
+def test_a_command_longer_than_any_prompt_is_refused_before_it_is_read():
+    result = p("/imagine " + "'a " * 33_000)  # issue 12: 90 s of CPU before the answer
+    assert isinstance(result, UsageError)
+    assert result.message == (
+        "the command is 99,009 characters; a prompt may have up to 2,000 and a whole command, "
+        "flags included, up to 6,000: shorten the prompt"
+    )
+    # The bound follows the prompt limit setting (limits.max_prompt_chars).
+    assert isinstance(parse("a " * 4_000, catalog=CATALOG, max_prompt_chars=2_000), UsageError)
+    assert parse("a " * 4_000, catalog=CATALOG, max_prompt_chars=5_000).prompt.startswith("a a")
+    assert max_command_chars(2_000) == 6_000
+    assert isinstance(p("a " * 3_000), ImagineRequest), "6,000 characters are read"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '/imagine ""',
+        "/imagine ''",
+        "/imagine \u200b\u200b\u200b",
+        '/imagine \u201c\u200b\u201d \u2060 \ufeff \u3000 \' "" --seed 3',
+        "<lora:tiny-style:0.5> \u200b",
+        "\x00 \x1b --n 2",
+    ],
+)
+def test_a_prompt_with_nothing_to_see_gets_the_describe_answer(text):
+    assert p(text) == UsageError(EMPTY_MESSAGE)
+
+
+def test_a_template_needs_no_free_text_and_empty_quotes_add_none():
+    req = p('product-photo product=mug ""')
+    assert isinstance(req, ImagineRequest)
+    assert (req.template, req.prompt) == ("product-photo", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "given"),
+    [
+        ("a cat --lora tiny-style:0.5 --lora tiny-style:0.8",
+         "(`--lora tiny-style:0.5` and `--lora tiny-style:0.8`)"),
+        ("a cat <lora:tiny-style:0.5> --lora tiny-style:0.8",
+         "(`<lora:tiny-style:0.5>` and `--lora tiny-style:0.8`)"),
+        ("a cat <lora:tiny-style:0.5>, <LORA:tiny-style>",
+         "(`<lora:tiny-style:0.5>` and `<LORA:tiny-style>`)"),
+        ("a cat --lora=tiny-style --lora tiny-brand --lora tiny-style:1",
+         "(`--lora tiny-style` and `--lora tiny-style:1`)"),
+    ],
+)  # fmt: skip
+def test_a_lora_given_twice_is_refused_like_every_repeated_flag(text, given):
+    result = p(text)
+    assert result == UsageError(f"LoRA `tiny-style` is given twice {given}; keep one")
