@@ -121,3 +121,12 @@ def test_user_errors_exit_2_without_a_traceback(tmp_path: Path, capsys, args, me
     assert err.startswith("error: ") and message in err
     assert "Traceback" not in err
     assert not list(tmp_path.glob("out/*.png"))
+
+
+def test_a_missing_variable_is_explained_with_the_cli_syntax(tmp_path: Path, capsys) -> None:
+    assert main(["generate", "--template", "product-photo", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: template `product-photo` needs `product`; for example: "
+        'proofroom generate --template product-photo --var product="..."\n'
+    )
