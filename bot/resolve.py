@@ -16,7 +16,7 @@ from bot.job_inputs import JobInputs, check_inputs, sort_inputs, store_fields, s
 from bot.ports import Attachment
 from bot.settings import BotSettings
 from engine.catalog import Catalog, ModelEntry
-from engine.errors import CatalogError, UserError
+from engine.errors import MissingVariables, UserError
 from engine.inputs import PreparedInputs
 from engine.settings import Settings
 from engine.spec import CONTROL_TYPES, JobSpec, LoraRef, Mode, new_spec
@@ -68,13 +68,15 @@ def resolve_job(
     if template is not None:
         try:
             prompt, negative = template.render(request.variables, extra=request.prompt)
-        except CatalogError as exc:
+        except MissingVariables as exc:
             if request.variables:
                 raise
             # "/imagine character design of a robot" may mean the word, not the template.
-            raise CatalogError(
+            raise MissingVariables(
                 f"{exc.message}. (To use `{template.name}` as an ordinary word, start the "
-                f"prompt with another word, e.g. `/imagine a {template.name} ...`.)"
+                f"prompt with another word, e.g. `/imagine a {template.name} ...`.)",
+                template=exc.template,
+                missing=exc.missing,
             ) from None
     else:
         prompt, negative = request.prompt, ""
