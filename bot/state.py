@@ -70,6 +70,13 @@ class BotState:
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self._key("job", job_id)))
         return {as_text(k): as_text(v) for k, v in raw.items()}
 
+    def jobs_fields(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
+        """:meth:`job_fields` of each job, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self._key("job", job_id))
+            return [{as_text(k): as_text(v) for k, v in h.items()} for h in pipe.execute()]
+
     def set_field(self, job_id: str, field: str, value: str) -> None:
         """Record something about a job (what was posted, where)."""
         self.set_fields(job_id, {field: value})

@@ -79,19 +79,23 @@ class EventStream:
         if not event.terminal:
             raise ValueError(f"{event.kind} is not a terminal event")
         guard = self.guard_key(event.job_id)
-        with self.redis.pipeline() as pipe:
-            try:
-                # WATCH/MULTI rather than a Lua script: the embedded fakeredis runs no Lua.
-                pipe.watch(guard)
-                if pipe.exists(guard):
-                    return None
-                pipe.multi()
-                pipe.set(guard, event.kind, ex=self.settings.result_ttl_s)
-                pipe.xadd(self.key, self._fields(event), **self._trim())
-                _, entry_id = pipe.execute()
-            except redis_lib.WatchError:
-                return None
-        return as_text(entry_id)
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    # WATCH/MULTI rather than a Lua script: the embedded fakeredis runs no Lua.
+                    pipe.watch(guard)
+                    if pipe.exists(guard):
+                        return None
+                    pipe.multi()
+                    pipe.set(guard, event.kind, ex=self.settings.result_ttl_s)
+                    pipe.xadd(self.key, self._fields(event), **self._trim())
+                    _, entry_id = pipe.execute()
+                    return as_text(entry_id)
+                except redis_lib.WatchError:
+                    # Someone else ended the job, or the connection was lost (redis-py then
+                    # raises WatchError too, and our EXEC may or may not have run): the guard,
+                    # read again, tells which, so the job still ends exactly once.
+                    continue
 
     def terminal_kind(self, job_id: str) -> str | None:
         """``done``, ``failed`` or ``cancelled`` once the job has ended, else ``None``."""

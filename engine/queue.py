@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 import redis as redis_lib
@@ -182,6 +183,22 @@ class JobQueue:
         else:
             log.info("cancel requested for running job %s", job_id)
         return True
+
+    def exists(self, job_id: str) -> bool:
+        """Whether RQ still has the job: False once its record expired, or Redis came back
+        from a restart without it (no persistence)."""
+        return bool(self.redis.exists(Job.key_for(rq_job_id(self.settings, job_id))))
+
+    def unknown(self, job_ids: Sequence[str]) -> set[str]:
+        """Those of ``job_ids`` that neither RQ nor the event stream knows: not waiting, not
+        running, not ended. Lost (Redis came back from a restart without them) or long
+        expired. One round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                rq_key = Job.key_for(rq_job_id(self.settings, job_id))
+                pipe.exists(rq_key, self.events.guard_key(job_id))
+            counts = pipe.execute()
+        return {job_id for job_id, count in zip(job_ids, counts, strict=True) if not count}
 
     def is_cancelled(self, job_id: str) -> bool:
         """Whether someone asked to cancel ``job_id`` (checked by the worker every step)."""

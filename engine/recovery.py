@@ -13,6 +13,10 @@ Here every worker runs a :class:`Heartbeat` thread that
   removes the entry is the claim) and put back at the front of its queue, spending one of its
   RQ retries; with none left it fails with a sentence the user can act on.
 
+After a Redis outage every worker waits one ``heartbeat_ttl_s`` before it recovers others'
+jobs: alive keys may have expired while Redis was away, and their workers need a beat to show
+they are still rendering.
+
 A worker stopped with a second SIGTERM gives its job back itself, without spending a retry
 (:func:`requeue`). The job is then rendered again from the start; the terminal-event guard in
 ``engine.events`` makes sure its user sees one result.
@@ -31,6 +35,7 @@ from rq.serializers import JSONSerializer
 from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
 
 from engine.events import EventStream, JobEvent
+from engine.outage import CONNECTION_ERRORS, Outage
 from engine.queue import fetch_job, job_spec
 from engine.redis_values import as_text
 from engine.settings import Settings
@@ -71,11 +76,14 @@ class Heartbeat:
         settings: Settings,
         worker_name: str,
         config: RecoveryConfig = RecoveryConfig(),  # noqa: B008 (frozen, shared on purpose)
+        outage: Outage | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
         self.worker_name = worker_name
         self.config = config
+        # The worker's (its client reports there too), so one outage is logged once.
+        self.outage = outage or Outage(name=f"heartbeat of {worker_name}", logger=log)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"heartbeat-{worker_name}", daemon=True
@@ -91,7 +99,11 @@ class Heartbeat:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.config.interval_s + 5)
-        self.redis.delete(alive_key(self.settings, self.worker_name))
+        try:
+            self.redis.delete(alive_key(self.settings, self.worker_name))
+        except CONNECTION_ERRORS:  # stopping while Redis is away: the key expires by itself
+            log.warning("worker %s stopped without Redis; its alive key will expire",
+                        self.worker_name)  # fmt: skip
 
     def beat(self) -> None:
         """Refresh this worker's alive key."""
@@ -102,8 +114,12 @@ class Heartbeat:
         while not self._stop.wait(self.config.interval_s):
             try:
                 self.beat()
-                recover_abandoned(redis=self.redis, settings=self.settings)
-            except Exception:  # keep beating through a Redis hiccup
+                self.outage.recovered()
+                if self.outage.seconds_since_end() > self.config.heartbeat_ttl_s:
+                    recover_abandoned(redis=self.redis, settings=self.settings)
+            except CONNECTION_ERRORS as exc:  # Redis away: one line, then keep beating
+                self.outage.failed(exc)
+            except Exception:
                 log.exception("heartbeat of %s failed; retrying", self.worker_name)
 
 

@@ -8,6 +8,12 @@ the bulk ones (see ``engine.queue``).
 Stopping: the first SIGTERM/SIGINT lets the current job finish, then exits; a second one stops
 at once and puts the job back at the front of its queue (without spending a retry).
 
+Redis outages: every command of the worker's client waits until Redis answers again
+(``engine.outage``), so a restart at any moment, RQ's bookkeeping included, costs a pause and
+two log lines, not the process. A job that Redis came back without (no persistence) is
+dropped (``engine.tasks.JobVanished``); a worker that Redis forgot registers again. Stopping
+while Redis is away: an idle worker, or one stopped a second time, stops waiting and exits.
+
 Observability: ``{prefix}:worker:{name}:stats`` is a hash with ``jobs`` (jobs run), ``loads``
 (model loads in total), ``loads:{model}`` and ``pid``; tests and operators read
 it from outside the process.
@@ -30,11 +36,13 @@ from rq import SimpleWorker
 from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.utils import now
+from rq.worker_registration import REDIS_WORKER_KEYS
 
+from engine.outage import CONNECTION_ERRORS, Outage, patient_redis
 from engine.queue import FAMILIES, JobQueue, queue_names, rq_prefix
 from engine.recovery import Heartbeat, RecoveryConfig, requeue
 from engine.settings import Settings, get_settings
-from engine.tasks import WorkerContext, configure
+from engine.tasks import JobVanished, WorkerContext, configure
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,8 @@ class ProofroomWorker(SimpleWorker):
     """``SimpleWorker`` that stops promptly when asked and gives back a job it abandons."""
 
     proofroom_settings: Settings | None = None  # set by make_worker; needed to requeue
+    outage: Outage | None = None  # set by make_worker: its client reports outages here
+    _reconnects_seen = 0
 
     def request_stop_soon(self) -> None:
         """Stop after the current job (or within ``POLL_S`` when idle); safe from any thread."""
@@ -64,10 +74,30 @@ class ProofroomWorker(SimpleWorker):
         if timeout is None:  # burst: non-blocking
             return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
         while not self._stop_requested:
+            self._register_again_if_forgotten()
             result = super().dequeue_job_and_maintain_ttl(POLL_S, max_idle_time=POLL_S)
             if result is not None:
                 return result
         raise StopRequested()
+
+    def _register_again_if_forgotten(self) -> None:
+        """After a lost connection: a Redis that came back empty no longer lists this worker
+        (``rq info``, the dashboards, ``wait_ready`` in tests); register it again."""
+        if self.outage is None or self.outage.reconnects == self._reconnects_seen:
+            return
+        self._reconnects_seen = self.outage.reconnects
+        if self.connection.sismember(REDIS_WORKER_KEYS, self.key):
+            return
+        log.warning("worker %s: Redis came back without this worker; registering again", self.name)
+        self.connection.delete(self.key)  # what RQ rewrote meanwhile (state, heartbeat)
+        self.register_birth()
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """First signal: finish the current job (waiting for Redis to publish it, if it is
+        away), then exit; an idle worker exits now, without waiting for Redis."""
+        if self.outage is not None and self.get_state() != "busy":
+            self.outage.give_up()
+        super().request_stop(signum, frame)
 
     def request_force_stop(self, signum: int, frame: Any) -> None:
         """Second signal: abandon the current job now (it is requeued) and exit."""
@@ -77,9 +107,22 @@ class ProofroomWorker(SimpleWorker):
             return  # the same signal delivered twice (e.g. to the process group)
         log.warning("worker %s: stopping now", self.name)
         self._forced = True
+        if self.outage is not None:
+            self.outage.give_up()  # stop now means now, also while Redis is away
         if self.get_state() == "busy":
             raise ForcedShutdown()
         raise SystemExit(1)
+
+    def _finalize_failure(self, job, queue, execution, exc_info) -> None:
+        """A job that Redis came back without is dropped: RQ would write its status, result
+        and registries back, resurrecting a job that nobody follows any more."""
+        if exc_info[0] is not JobVanished:
+            return super()._finalize_failure(job, queue, execution, exc_info)
+        log.warning(
+            "worker %s: job %s is gone from Redis (restarted without persistence); "
+            "dropping it", self.name, job.id,
+        )  # fmt: skip
+        self.executions.pop(execution.id, None)
 
     def handle_exception(self, job, *exc_info):
         """Log a job's exception; an interrupted job gets one line, not a traceback."""
@@ -122,8 +165,10 @@ def make_worker(
     families: list[str] | None = None,
     name: str | None = None,
     worker_class: type[W] = ProofroomWorker,  # type: ignore[assignment]
+    outage: Outage | None = None,
 ) -> W:
-    """An RQ worker on the queues of ``families`` (all when ``None``), interactive first."""
+    """An RQ worker on the queues of ``families`` (all when ``None``), interactive first;
+    ``outage`` is where its client (``engine.outage.patient_redis``) reports outages."""
     worker = worker_class(
         queue_names(settings, families),
         name=name or worker_name(settings),
@@ -132,6 +177,7 @@ def make_worker(
         default_result_ttl=settings.result_ttl_s,
     )
     worker.proofroom_settings = settings
+    worker.outage = outage
     return worker
 
 
@@ -142,6 +188,7 @@ def start_context(
     name: str,
     preload: bool = True,
     families: list[str] | None = None,
+    outage: Outage | None = None,
 ) -> WorkerContext:
     """Set up what every job shares (warm cache, store, catalog), preload the default model
     when this worker serves its family, and install it all for ``engine.tasks.run_job``."""
@@ -165,6 +212,7 @@ def start_context(
         catalog=catalog,
         queue=JobQueue(redis=redis, settings=settings, catalog=catalog),
         on_job_end=stats.job_ended,
+        outage=outage or Outage(name=f"worker {name}", logger=log),
     )
     stats.update()
     configure(context)
@@ -243,24 +291,30 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    redis = redis_lib.Redis.from_url(settings.redis_url)
+    name = args.name or worker_name(settings)
+    outage = Outage(name=f"worker {name}", logger=log)
+    redis = patient_redis(settings.redis_url, outage=outage)
     worker = make_worker(
         settings=settings,
         redis=redis,
         families=args.families,
-        name=args.name,
+        name=name,
         worker_class=ProofroomWorker,
+        outage=outage,
     )
     config = RecoveryConfig(heartbeat_ttl_s=args.heartbeat_ttl, interval_s=args.heartbeat_interval)
-    heartbeat = Heartbeat(redis=redis, settings=settings, worker_name=worker.name, config=config)
+    heartbeat = Heartbeat(
+        redis=redis, settings=settings, worker_name=name, config=config, outage=outage
+    )
     heartbeat.start()  # before the preload: a long model load must not look like a death
     try:
         context = start_context(
             settings=settings,
             redis=redis,
-            name=worker.name,
+            name=name,
             preload=not args.no_preload,
             families=args.families,
+            outage=outage,
         )
         log.info(
             "worker %s (pid %d) serving %s; warm: %s",
@@ -273,6 +327,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except SystemExit as exc:
         return int(exc.code or 0)
+    except CONNECTION_ERRORS:
+        if not outage.gave_up:
+            raise
+        # Asked to stop while Redis was away: RQ could not say goodbye there (its keys expire).
+        log.warning("worker %s: stopped while Redis was away", name)
+        return 1 if getattr(worker, "_forced", False) else 0
     finally:
         heartbeat.stop()
         configure(None)

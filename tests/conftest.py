@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,19 +27,7 @@ os.environ["PROOFROOM_CALENDARS_DIR"] = _NO_CALENDARS.name
 
 from engine.settings import Settings  # noqa: E402
 from tests.engine.jobs_fixtures import isolated_settings, new_prefix, wipe  # noqa: E402
-
-
-def _answers(url: str) -> bool:
-    try:
-        return bool(redis_lib.Redis.from_url(url, socket_connect_timeout=0.5).ping())
-    except redis_lib.RedisError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.redis_server import RedisServer, answers  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -51,44 +36,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    if _answers("redis://127.0.0.1:6379/0"):
+    if answers("redis://127.0.0.1:6379/0"):
         yield "redis://127.0.0.1:6379/0"
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.exit(
             "no Redis: set REDIS_URL, run one on 127.0.0.1:6379, or install redis-server "
             "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)",
             returncode=3,
         )
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while not _answers(url):
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.exit(f"redis-server did not start on port {port}", returncode=3)
-        time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = RedisServer(workdir=tmp_path_factory.mktemp("redis"), persistent=False)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.exit(str(exc), returncode=3)
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture()
