@@ -41,6 +41,20 @@ class MissingVariables(CatalogError):
         self.missing = missing
 
 
+class ModelUnavailableError(UserError):
+    """A catalog model (or ControlNet) whose weights this worker cannot get: not in the local
+    Hugging Face cache while the Hub is offline, or its repo or folder does not exist."""
+
+    kind = "model_unavailable"
+
+
+class BlankImageError(UserError):
+    """Every image of a job came out non-finite (NaN), even after its retry in full precision;
+    delivering it would post a black picture as a success."""
+
+    kind = "blank_image"
+
+
 class CancelledError(Exception):
     """Raised inside a render when the job was cancelled; not a failure."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from engine import tiny
+from engine import sources, tiny
 from engine.catalog import ControlNetEntry, LoraEntry, ModelEntry
 from engine.errors import CatalogError
 from engine.loras import LoraAdapters, LoraFile
@@ -288,14 +288,17 @@ class PipelineCache:
         if source.startswith("builtin:"):
             return self._place(tiny.load(source.removeprefix("builtin:")))
         cls = getattr(diffusers, PIPELINE_CLASSES[model.family])
-        return self._from_source(cls, source, what=f"model {model.name}").to(self.device)
+        pipe = sources.load(cls, source, dtype=self.dtype, kind="model", name=model.name)
+        return pipe.to(self.device)
 
     def _load_controlnet(self, entry: ControlNetEntry) -> Any:
         from diffusers import ControlNetModel
 
         if entry.source.startswith("builtin:"):
             return self._place(tiny.controlnet(entry.source.removeprefix("builtin:")))
-        module = self._from_source(ControlNetModel, entry.source, what=f"ControlNet {entry.name}")
+        module = sources.load(
+            ControlNetModel, entry.source, dtype=self.dtype, kind="ControlNet", name=entry.name
+        )
         return module.to(self.device).eval()
 
     def _place(self, built: Any) -> Any:
@@ -303,22 +306,6 @@ class PipelineCache:
         if self.dtype == torch.float32:  # casting to fp32 anyway only warns
             return built.to(self.device)
         return built.to(self.device, self.dtype)
-
-    def _from_source(self, cls: Any, source: str, *, what: str) -> Any:
-        """``cls`` from a single file, a local diffusers folder or a Hub repo id."""
-        path = Path(source).expanduser()
-        try:
-            if path.is_file() or source.endswith((".safetensors", ".ckpt")):
-                return cls.from_single_file(str(path), torch_dtype=self.dtype)
-            # A local diffusers folder or a Hub repo id; HF_HUB_OFFLINE=1 keeps it local.
-            return cls.from_pretrained(
-                str(path) if path.is_dir() else source, torch_dtype=self.dtype
-            )
-        except OSError as exc:
-            raise RuntimeError(
-                f"cannot load {what} from {source}: {exc}. A Hub model must be downloaded "
-                "once (huggingface-cli download <repo>) when the Hub is offline."
-            ) from exc
 
 
 def pipeline_bytes(pipe: Any) -> int:

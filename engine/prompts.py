@@ -234,8 +234,15 @@ def _encode(pipe: Any, text: str, *, xl: bool) -> tuple[torch.Tensor, torch.Tens
                 # direction, not overall magnitude (A1111's method).
                 mean = hidden.mean()
                 scale = torch.tensor(weights, device=device, dtype=hidden.dtype).view(1, -1, 1)
-                hidden = hidden * scale
-                hidden = hidden * (mean / hidden.mean())
+                weighted = hidden * scale
+                new_mean = weighted.mean()
+                # Real CLIP encoders have a mean well away from zero. One whose mean is ~0
+                # (a final layer norm without bias: the random tiny encoders) has no
+                # magnitude to restore; dividing by ~0 would give zeros or NaN.
+                floor = 1e-4 * hidden.abs().mean()
+                if mean.abs() > floor and new_mean.abs() > floor:
+                    weighted = weighted * (mean / new_mean)
+                hidden = weighted
             states.append(hidden)
         per_encoder.append(torch.cat(states, dim=1))
     if len({s.shape[1] for s in per_encoder}) > 1:

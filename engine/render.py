@@ -9,29 +9,39 @@ Image k of a job is rendered alone with its own CPU generator seeded with seed +
 Batching several images into one pipeline call is not bit-identical on CPU (matmul
 rounding depends on the batch size), and the contract is that image k of a job is the
 very image a single render with seed + k gives, so each image is its own call.
+
+An image that comes out non-finite (NaN: it would be a black PNG) gets one retry in a safe
+mode (``engine.finite``); if it stays non-finite it is left out and the job says so with
+a sentence: through ``on_note`` when other images survive, as :class:`BlankImageError`
+when none does.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 
-from engine import metadata
+from engine import finite, metadata
 from engine.catalog import Catalog, ControlNetEntry, LoraEntry, ModelEntry
 from engine.control import control_image
-from engine.errors import CancelledError, SpecError
+from engine.errors import BlankImageError, CancelledError, SpecError
 from engine.inputs import PreparedInputs, overlay, prepare
 from engine.pipelines import PipelineCache
 from engine.prompts import encode_prompts
 from engine.spec import ImageResult, JobResult, JobSpec, Mode, check_limits
 from engine.store import ArtifactNotFoundError, ArtifactStore
 
+log = logging.getLogger(__name__)
+
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
+NoteFn = Callable[[str], None]
 
 
 def render(
@@ -42,12 +52,15 @@ def render(
     catalog: Catalog,
     on_progress: ProgressFn | None = None,
     should_cancel: CancelFn | None = None,
+    on_note: NoteFn | None = None,
 ) -> JobResult:
     """Render every image of ``spec``, store each as PNG, and say what it cost.
 
     ``on_progress(done, total)`` is called after every denoising step, counted over the
     whole job (total = steps x count). When ``should_cancel()`` turns true the render
     stops at the next step with :class:`CancelledError`; images already stored stay.
+    Images that stay non-finite after their retry are left out of the result and
+    ``on_note(sentence)`` says which; when no image is left, :class:`BlankImageError`.
     """
     started = time.perf_counter()
     model, loras, controlnet = validate(spec, catalog=catalog, cache=cache)
@@ -61,6 +74,7 @@ def render(
         load_s += control_s
     render_started = time.perf_counter()
     images: list[ImageResult] = []
+    blank: dict[int, int] = {}  # index -> seed of the images left out
     with loaded.lock:
         pipe = loaded.pipeline(spec.mode, controlnet=control)
         loaded.use_sampler(spec.sampler)
@@ -69,11 +83,23 @@ def render(
         for index in range(spec.count):
             if should_cancel is not None and should_cancel():
                 raise CancelledError(spec.id)
-            image = _render_one(pipe, spec, index, embeds, inputs, on_progress, should_cancel)
+            pixels = _render_one(
+                pipe, spec, index, embeds, inputs, on_progress, should_cancel, prompt=prompt
+            )
+            if pixels is None:
+                blank[index] = spec.image_seed(index)
+                continue
+            image = pipe.image_processor.numpy_to_pil(pixels)[0]
             if spec.mode is Mode.inpaint:
                 assert inputs.init is not None and inputs.mask is not None
                 image = overlay(inputs.init, image, inputs.mask, blur=spec.mask_blur)
             images.append(_store(spec, index, image, prompt=prompt, store=store))
+    if blank:
+        sentence = finite.blank_sentence(seeds=blank, count=spec.count)
+        if not images:
+            raise BlankImageError(sentence)
+        if on_note is not None:
+            on_note(sentence)
     finished = time.perf_counter()
     return JobResult(
         job_id=spec.id,
@@ -137,24 +163,50 @@ def _render_one(
     inputs: PreparedInputs,
     on_progress: ProgressFn | None,
     should_cancel: CancelFn | None,
-) -> Any:
-    """Image ``index``: one pipeline call with its own CPU generator (seed + index)."""
+    *,
+    prompt: str,
+) -> Any | None:
+    """Image ``index`` as float pixels ``[1, h, w, 3]``: one pipeline call with its own CPU
+    generator (seed + index), retried once in a safe mode when not finite (see
+    ``engine.finite``); None when it stays non-finite."""
+    label = f"job {spec.id}: image {index}"
     if spec.mode in (Mode.img2img, Mode.inpaint) and denoising_steps(spec) == 0:
         # diffusers cannot run zero steps; zero steps of denoising is the input itself,
         # through the VAE like every other result.
-        image = vae_round_trip(pipe, inputs.init)
+        pixels = vae_round_trip(pipe, inputs.init)
         if on_progress is not None:
             on_progress((index + 1) * spec.steps, spec.steps * spec.count)
-        return image
-    generator = torch.Generator("cpu").manual_seed(spec.image_seed(index))
-    return pipe(
-        **embeds,
-        **_mode_arguments(spec, inputs),
-        num_inference_steps=spec.steps,
-        guidance_scale=spec.cfg_scale,
-        generator=[generator],
-        callback_on_step_end=_step_callback(spec, index, on_progress, should_cancel),
-    ).images[0]
+        if not finite.is_finite(pixels) and pipe.vae.dtype != torch.float32:
+            log.warning("%s is not finite after the VAE; decoding it again in fp32", label)
+            pixels = vae_round_trip(pipe, inputs.init, fp32=True)
+        if finite.is_finite(pixels):
+            return pixels
+        log.warning("%s is not finite after the VAE; it is left out", label)
+        return None
+
+    def attempt(callback: finite.StepCallback, again: bool) -> Any:
+        # ``again`` runs in full precision: the prompt is encoded again by the fp32 text
+        # encoder, its first embeddings may be where the NaN came from.
+        now = encode_prompts(pipe, prompt, spec.negative_prompt).kwargs() if again else embeds
+        generator = torch.Generator("cpu").manual_seed(spec.image_seed(index))
+        return pipe(
+            **now,
+            **_mode_arguments(spec, inputs),
+            num_inference_steps=spec.steps,
+            guidance_scale=spec.cfg_scale,
+            generator=[generator],
+            callback_on_step_end=callback,
+            # Floats, not PIL: only here does a NaN survive the pipeline's clamp (PIL: a 0).
+            output_type="np",
+        ).images
+
+    return finite.checked(
+        pipe,
+        attempt,
+        callback=_step_callback(spec, index, on_progress, should_cancel),
+        retry_callback=_step_callback(spec, index, None, should_cancel),  # progress was told
+        label=label,
+    )
 
 
 def _mode_arguments(spec: JobSpec, inputs: PreparedInputs) -> dict[str, Any]:
@@ -181,23 +233,17 @@ def denoising_steps(spec: JobSpec) -> int:
     return min(int(spec.steps * strength), spec.steps)
 
 
-def vae_round_trip(pipe: Any, image: Any) -> Any:
-    """``image`` encoded and decoded by the pipeline's VAE (the latent mean, no noise)."""
+def vae_round_trip(pipe: Any, image: Any, *, fp32: bool = False) -> Any:
+    """``image`` encoded and decoded by the pipeline's VAE (the latent mean, no noise), as
+    float pixels ``[1, h, w, 3]``. ``fp32``: with the VAE in fp32 whatever its dtype."""
     vae = pipe.vae
     # SDXL's VAE overflows in fp16; its pipelines run it in fp32 for decoding, and so do we.
-    upcast = vae.dtype == torch.float16 and vae.config.get("force_upcast", False)
-    dtype = torch.float32 if upcast else vae.dtype
-    with torch.no_grad():
-        if upcast:
-            vae.to(dtype=torch.float32)
-        try:
-            pixels = pipe.image_processor.preprocess(image).to(device=vae.device, dtype=dtype)
-            latents = vae.encode(pixels).latent_dist.mode()
-            decoded = vae.decode(latents).sample
-        finally:
-            if upcast:
-                vae.to(dtype=torch.float16)
-    return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+    upcast = fp32 or (vae.dtype == torch.float16 and vae.config.get("force_upcast", False))
+    with torch.no_grad(), finite.vae_in_fp32(vae) if upcast else nullcontext():
+        pixels = pipe.image_processor.preprocess(image).to(device=vae.device, dtype=vae.dtype)
+        latents = vae.encode(pixels).latent_dist.mode()
+        decoded = vae.decode(latents).sample
+    return pipe.image_processor.postprocess(decoded, output_type="np")
 
 
 def with_triggers(prompt: str, loras: list[LoraEntry]) -> str:

@@ -9,6 +9,12 @@ for the last step; then exactly one of ``done`` / ``failed`` / ``cancelled`` (gu
 see ``engine.events``). A user error is reported with its own sentence and not retried; any
 other exception is logged with its traceback and job id, retried while RQ has retries left,
 and reported as "something went wrong on our side (job ...)" on the last attempt.
+
+Redis outages (see ``engine.outage``): the worker's client waits out an outage, so what must
+happen (the running entry, ``started``, the terminal event) happens once Redis is back. What may
+be skipped is skipped while Redis is away instead of stalling the render: progress events and
+cancel checks. A job that Redis came back without (restarted with no persistence) is dropped
+with :class:`JobVanished`: nobody follows it any more, and the bot tells its requester.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis as redis_lib
@@ -25,6 +31,7 @@ from rq.timeouts import JobTimeoutException
 
 from engine.errors import CancelledError, UserError, internal_message
 from engine.events import EventStream, JobEvent
+from engine.outage import Outage
 from engine.queue import JobQueue
 from engine.settings import Settings
 from engine.spec import JobSpec
@@ -45,6 +52,8 @@ class WorkerContext:
     catalog: Any
     queue: JobQueue
     on_job_end: Callable[[], None] | None = None  # e.g. the worker's stats update
+    # What the worker knows about Redis being away (its client's retry policy reports here).
+    outage: Outage = field(default_factory=lambda: Outage(name="worker"))
 
     @property
     def events(self) -> EventStream:
@@ -72,6 +81,12 @@ def current_context() -> WorkerContext:
     if _context is None:
         raise RuntimeError("engine.tasks.run_job runs only inside a Proofroom worker")
     return _context
+
+
+class JobVanished(BaseException):
+    """Redis came back from an outage without the job being rendered (a restart without
+    persistence). A BaseException so that the job's ``except Exception`` does not report it
+    as a failure; the worker drops the job without writing anything about it."""
 
 
 def running_key(settings: Settings) -> str:
@@ -104,14 +119,26 @@ def run_job(spec_json: dict) -> dict:
 def _render(ctx: WorkerContext, spec: JobSpec) -> dict:
     from engine.render import render  # torch: only ever imported inside a worker
 
+    lifeline = Lifeline(ctx, spec)
+    notes: list[str] = []  # e.g. images left out because they came out blank
     try:
         result = render(
             spec,
             cache=ctx.cache,
             store=ctx.store,
             catalog=ctx.catalog,
-            on_progress=Progress(ctx.events, spec, ctx.settings.progress_interval_s),
-            should_cancel=lambda: ctx.queue.is_cancelled(spec.id),
+            on_progress=Progress(
+                ctx.events,
+                spec,
+                ctx.settings.progress_interval_s,
+                outage=ctx.outage,
+                lifeline=lifeline,
+            ),
+            # While Redis is away nobody can cancel: render on rather than wait.
+            should_cancel=lambda: ctx.outage.attempt(
+                lambda: ctx.queue.is_cancelled(spec.id), default=False
+            ),
+            on_note=notes.append,
         )
     except CancelledError:
         return _cancelled(ctx, spec, "cancelled while rendering")
@@ -143,41 +170,91 @@ def _render(ctx: WorkerContext, spec: JobSpec) -> dict:
         if not retry:
             _failed(ctx, spec, internal_message(spec.id), "internal")
         raise  # RQ records the failure (and retries while it can)
+    lifeline.check(wait=True)
     if (
         ctx.events.publish_terminal(
-            JobEvent(job_id=spec.id, kind="done", result=result, origin=spec.origin)
+            JobEvent(
+                job_id=spec.id,
+                kind="done",
+                result=result,
+                message=" ".join(notes),
+                origin=spec.origin,
+            )
         )
         is None
     ):
         log.warning("job %s had already ended; its second result is not published", spec.id)
     log.info("job %s done: %d image(s) in %.1f s", spec.id, len(result.images), result.total_s)
+    for note in notes:
+        log.info("job %s: %s", spec.id, note)
     return result.model_dump(mode="json")
+
+
+class Lifeline:
+    """Notices that Redis came back without the job (restarted with no persistence) and
+    raises :class:`JobVanished`: one EXISTS after each lost connection, none otherwise."""
+
+    def __init__(self, ctx: WorkerContext, spec: JobSpec) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self._reconnects = ctx.outage.reconnects
+
+    def check(self, *, wait: bool = False) -> None:
+        """Raise :class:`JobVanished` if a connection was lost since the last check and the
+        job is gone. With ``wait``, first wait for an outage in progress to end (before the
+        job's result is published: into a Redis that lost the job, it would reach nobody)."""
+        outage = self.ctx.outage
+        if wait:
+            self.ctx.redis.ping()  # the worker's client waits here while Redis is away
+        reconnects = outage.reconnects
+        if reconnects == self._reconnects:
+            return
+        if wait:
+            exists: bool | None = self.ctx.queue.exists(self.spec.id)
+        else:
+            exists = outage.attempt(lambda: self.ctx.queue.exists(self.spec.id), default=None)
+        if exists is None:
+            return  # Redis is away again: look after the next outage
+        self._reconnects = reconnects
+        if not exists:
+            raise JobVanished(self.spec.id)
 
 
 class Progress:
     """``on_progress`` callback: publishes step k of n at most every ``interval_s`` seconds,
-    and always the last step, so chat updates stay within rate limits."""
+    and always the last step, so chat updates stay within rate limits. While Redis is away
+    the steps are skipped (the render goes on); after an outage it checks ``lifeline``."""
 
-    def __init__(self, events: EventStream, spec: JobSpec, interval_s: float) -> None:
+    def __init__(
+        self,
+        events: EventStream,
+        spec: JobSpec,
+        interval_s: float,
+        *,
+        outage: Outage | None = None,
+        lifeline: Lifeline | None = None,
+    ) -> None:
         self.events = events
         self.spec = spec
         self.interval_s = interval_s
+        self.outage = outage
+        self.lifeline = lifeline
         self._last = float("-inf")
 
     def __call__(self, step: int, total: int) -> None:
+        if self.lifeline is not None:
+            self.lifeline.check()
         now = time.monotonic()
         if step < total and now - self._last < self.interval_s:
             return
         self._last = now
-        self.events.publish(
-            JobEvent(
-                job_id=self.spec.id,
-                kind="progress",
-                step=step,
-                total=total,
-                origin=self.spec.origin,
-            )
+        event = JobEvent(
+            job_id=self.spec.id, kind="progress", step=step, total=total, origin=self.spec.origin
         )
+        if self.outage is None:
+            self.events.publish(event)
+        else:
+            self.outage.attempt(lambda: self.events.publish(event), default=None)
 
 
 def _cancelled(ctx: WorkerContext, spec: JobSpec, message: str) -> dict:

@@ -189,11 +189,55 @@ def test_a_user_error_is_reported_as_its_sentence_and_not_retried(backend: Backe
     assert [e.kind for e in backend.events.history(job_id)].count("started") == 1
 
 
-def test_an_internal_error_is_retried_then_reported_without_details(backend: Backend) -> None:
-    # sd15 is not cached here and the Hub is offline: the load fails inside the worker.
+def test_a_model_not_downloaded_fails_once_with_how_to_get_it(backend: Backend) -> None:
+    # sd15 is not cached here and the Hub is offline: the same on every attempt, so one
+    # attempt, its sentence, and one log line instead of a traceback.
+    tracebacks = _log_text(backend).count("Traceback")
     job_id = backend.queue.enqueue(tiny_spec(model="sd15", width=64, height=64))
 
     end = wait_terminal(backend.events, job_id)
+
+    assert end.kind == "failed" and end.error_kind == "model_unavailable"
+    assert end.message.startswith("model `sd15` is not downloaded on this worker")
+    assert "hf download stable-diffusion-v1-5/stable-diffusion-v1-5" in end.message
+    assert [e.kind for e in backend.events.history(job_id)].count("started") == 1
+    if backend.kind == "process":
+        log = _log_text(backend)
+        assert log.count("Traceback") == tracebacks
+        lines = [line for line in log.splitlines() if job_id in line and "sd15" in line]
+        assert len([line for line in lines if "model_unavailable" in line]) == 1, lines
+
+
+def test_a_blank_image_is_not_delivered_and_not_retried(backend: Backend) -> None:
+    # A prompt weight beyond fp32 makes the tiny model's output NaN (a black PNG if kept).
+    prompt = "a (red:1" + "0" * 39 + ") mug on a table"
+    job_id = backend.queue.enqueue(tiny_spec(prompt=prompt))
+
+    end = wait_terminal(backend.events, job_id)
+
+    assert end.kind == "failed" and end.error_kind == "blank_image"
+    assert end.message.startswith("the image came out blank")
+    assert [e.kind for e in backend.events.history(job_id)].count("started") == 1
+
+
+def _log_text(backend: Backend) -> str:
+    if backend.kind != "process":
+        return ""
+    return backend.worker.log_tail(lines=1_000_000)  # the whole log, flushed
+
+
+def test_an_internal_error_is_retried_then_reported_without_details(backend: Backend) -> None:
+    # A LoRA file that is there but corrupt: ours to fix, not the user's.
+    corrupt = backend.settings.lora_dir / "brand-x.safetensors"  # a catalog LoRA for SDXL
+    corrupt.parent.mkdir(parents=True, exist_ok=True)
+    corrupt.write_bytes(b"not a safetensors file")
+    try:
+        job_id = backend.queue.enqueue(
+            tiny_spec(model="tiny-xl", loras=[{"name": "brand-x", "weight": 0.8}])
+        )
+        end = wait_terminal(backend.events, job_id)
+    finally:
+        corrupt.unlink()
 
     assert end.kind == "failed" and end.error_kind == "internal"
     assert end.message == internal_message(job_id)
