@@ -16,6 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from bot import texts
 from bot.batch_plan import (
     BATCH_USAGE,
     PlannedRow,
@@ -70,8 +71,8 @@ class BatchDesk:
         if self.service.catalog.is_template(word) or _csv(event) is not None:
             try:
                 return self.start(event, " ".join(t.raw for t in rest))
-            except UserError as exc:
-                return exc.message
+            except UserError as exc:  # it may quote cells and file names: user text
+                return texts.escape(exc.message)
         return BATCH_USAGE if not rest else None
 
     def start(self, event: CommandEvent, text: str) -> str:
@@ -102,8 +103,8 @@ class BatchDesk:
         thread = service.adapter.post(
             channel=event.channel,
             text=(
-                f"\U0001f4e6 Batch `{batch_id}` from <@{event.user}>: {len(planned)} rows of "
-                f"`{attachment.filename}` \u00d7 {variations} variation(s) with template "
+                f"\U0001f4e6 Batch `{batch_id}` from {texts.mention(event.user)}: {len(planned)} rows of "
+                f"`{texts.escape(attachment.filename)}` \u00d7 {variations} variation(s) with template "
                 f"`{request.template}` = {images} images on `{planned[0].spec.model}`. "
                 "Each row's images follow below; react on each image to review it."
             ),

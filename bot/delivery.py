@@ -202,7 +202,8 @@ class Delivery:
         thread = MessageRef(self.adapter.platform, channel, origin.get("thread") or "", None)
         if not thread.id:
             # No thread yet: open one so its images stay together.
-            thread = self.adapter.post(channel=channel, text=f"Job `{spec.id}`: {spec.prompt}")
+            text = f"Job `{spec.id}`: {texts.escape(texts.clip(spec.prompt))}"
+            thread = self.adapter.post(channel=channel, text=text)
         job = JobRecord(
             spec=spec,
             thread=thread,
@@ -223,9 +224,9 @@ class Delivery:
 def _labelled(job: JobRecord, caption: str) -> str:
     """Batch images say which row they belong to, so a reviewer knows what they show."""
     label = job.spec.origin.get("label")
-    return f"{label} \u00b7 {caption}" if label else caption
+    return f"{texts.escape(label)} \u00b7 {caption}" if label else caption  # a CSV cell
 
 
 def spec_summary(spec: JobSpec) -> str:
     """A one-line description of a job for lists (``/imagine status``)."""
-    return f"{spec.count} x `{spec.model}`: {texts.clip(spec.prompt, 60)}"
+    return f"{spec.count} x `{spec.model}`: {texts.escape(texts.clip(spec.prompt, 60))}"

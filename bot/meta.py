@@ -9,6 +9,7 @@ from bot.delivery import spec_summary
 from bot.flags import FLAGS
 from bot.ports import VOTE_EMOJI, CommandEvent
 from bot.state import BotState
+from bot.texts import escape
 from engine.catalog import Catalog
 from engine.queue import JobQueue
 
@@ -98,7 +99,7 @@ def template_help(name: str, catalog: Catalog) -> str:
     if not catalog.is_template(name):
         close = catalog.suggest("template", name)
         hint = f"did you mean `{close}`?" if close else "`/imagine templates` lists them."
-        return f"There is no template `{name}`; {hint}"
+        return f"There is no template `{escape(name)}`; {hint}"
     template = catalog.template(name)
     lines = [f"`{template.name}`: {template.description}"]
     for key, var in template.variables.items():
@@ -130,11 +131,11 @@ def cancel(
     mine = [info.job_id for info in queue.jobs_for(requester_key(event.platform, event.user))]
     matches = [job_id for job_id in mine if job_id.startswith(argument)] if argument else []
     if len(matches) > 1:
-        return f"`{argument}` matches several of your jobs ({', '.join(matches)}); give more of the id."
+        return f"`{escape(argument)}` matches several of your jobs ({', '.join(matches)}); give more of the id."
     job_id = matches[0] if matches else argument
     record = state.job(job_id)
     if not matches and not (record and may_cancel_any):
-        return f"You have no job `{argument}` waiting or rendering; `/imagine status` lists yours."
+        return f"You have no job `{escape(argument)}` waiting or rendering; `/imagine status` lists yours."
     if queue.cancel(job_id):
         return f"Cancelling job `{job_id}`; its thread will say when it has stopped."
     return f"Job `{job_id}` has already finished, so there is nothing to cancel."

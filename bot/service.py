@@ -5,6 +5,10 @@ returns the immediate reply), :meth:`BotService.handle_reaction` for reactions, 
 :meth:`BotService.pump_until` (or :meth:`BotService.pump` in a loop of its own) to bring job
 events into threads. Everything the service remembers is in Redis (``bot.state``), so a new
 ``BotService`` after a restart carries on where the old one stopped.
+
+Redis outages: :meth:`BotService.pump_until` logs one line when Redis goes away and one when it
+is back (``engine.outage``), waits with backoff meanwhile, then reads again the events it had
+in hand and looks for jobs Redis lost (``bot.followed``): their threads are told.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bot.batch import BatchDesk
 from bot.calendar_desk import CalendarDesk
 from bot.commands import MetaCommand, UsageError, parse
 from bot.delivery import Delivery
+from bot.followed import FollowedJobs
 from bot.job_inputs import post_inputs
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent
 from bot.records import ImageRecord, JobRecord
@@ -33,6 +38,7 @@ from bot.tokens import first_word
 from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.events import EventStream, JobEvent
+from engine.outage import CONNECTION_ERRORS, Outage
 from engine.queue import JobQueue
 from engine.settings import Settings
 from engine.spec import JobSpec
@@ -45,6 +51,8 @@ TRY_AGAIN = "something went wrong on our side and nothing was queued; please try
 # is read again after a pause, a few times, before it is given up.
 MAX_DELIVERY_ATTEMPTS = 5
 RETRY_BASE_S = 0.5
+# While Redis is away the event loop tries again after 0.5 s, 1 s, 2 s ... at most this long.
+OUTAGE_MAX_WAIT_S = 2.0
 
 
 class BotService:
@@ -91,6 +99,8 @@ class BotService:
         self.delivery.observers.append(self.batches.on_event)
         self._attempts: dict[str, int] = {}
         self._retry_at: float | None = None
+        self.outage = Outage(name=f"bot ({adapter.platform})", logger=log)
+        self.followed = FollowedJobs(state=self.state, queue=queue, platform=adapter.platform)
 
     @classmethod
     def build(
@@ -139,9 +149,13 @@ class BotService:
             reply = desk.command(event)
             if reply is not None:
                 return _sentence(reply)
-        parsed = parse(event.text, catalog=self.catalog)
+        parsed = parse(
+            event.text,
+            catalog=self.catalog,
+            max_prompt_chars=self.settings.limits.max_prompt_chars,
+        )
         if isinstance(parsed, UsageError):
-            return _sentence(parsed.message)
+            return _refusal(parsed.message)
         if isinstance(parsed, MetaCommand) and parsed.name == "repost":
             return self._repost(parsed.argument or "", event=event)
         if isinstance(parsed, MetaCommand):
@@ -165,7 +179,7 @@ class BotService:
                 store=self.store,
             )
         except UserError as exc:
-            return _sentence(exc.message)
+            return _refusal(exc.message)
         spec, inputs = resolved.spec, resolved.inputs
         try:
             thread = self.adapter.post(
@@ -196,7 +210,10 @@ class BotService:
     def _repost(self, job_id: str, *, event: CommandEvent) -> str:
         record = self.state.job(job_id)
         if record is None or record.thread.channel != event.channel:
-            return f"There is no job `{job_id}` of this channel with images waiting to be posted."
+            return (
+                f"There is no job `{texts.escape(job_id)}` of this channel with images "
+                "waiting to be posted."
+            )
         try:
             posted = self.delivery.repost(job_id)
         except UserError as exc:
@@ -276,11 +293,25 @@ class BotService:
 
     def pump_until(self, stop: threading.Event, *, block_ms: int = 1000) -> None:
         """:meth:`pump` until ``stop`` is set (checked after each read of up to
-        ``block_ms``): every runner's event loop. A failure (Redis away, say) is logged and
-        tried again after a second, without spinning and without ending the loop."""
+        ``block_ms``): every runner's event loop. Redis away: one line when it goes, one
+        when it is back, tries with backoff between; after it, the events in hand are read
+        again and lost jobs are told (``bot.followed``). Any other failure is logged and tried
+        again after a second, without spinning and without ending the loop."""
+        failures = 0
         while not stop.is_set():
             try:
                 self.pump(block_ms=block_ms)
+                if failures:
+                    self.outage.recovered(reconnected=True)
+                    # A read in flight when Redis went may have been recorded but never
+                    # answered: read this consumer's pending entries again.
+                    self.events.replay(group=self.group, consumer=self.consumer)
+                self.followed.watch(after_outage=failures > 0)
+                failures = 0
+            except CONNECTION_ERRORS as exc:
+                failures += 1
+                self.outage.failed(exc)
+                stop.wait(min(OUTAGE_MAX_WAIT_S, RETRY_BASE_S * 2 ** min(failures - 1, 8)))
             except Exception:
                 log.exception("event pump failed; retrying in 1 s")
                 stop.wait(1.0)
@@ -291,6 +322,8 @@ class BotService:
         here too (every 30 s), so every adapter's loop runs them."""
         try:
             self.calendars.tick()
+        except CONNECTION_ERRORS:
+            raise  # Redis away: the event loop waits for it (one log line, not one per tick)
         except Exception:
             log.exception("calendar tick failed; will try again")
         if self._retry_at is not None and time.monotonic() >= self._retry_at:
@@ -308,6 +341,8 @@ class BotService:
                 self.delivery.handle(event)
             except UserError as exc:
                 log.warning("job %s: %s; event dropped", event.job_id, exc.message)
+            except CONNECTION_ERRORS:
+                raise  # not the event's fault: it stays pending and is read again after
             except Exception:
                 # Left unacknowledged and read again later (or after a restart); what was
                 # posted is recorded, so nothing is posted twice.
@@ -340,6 +375,12 @@ def cancel_button(job_id: str) -> dict[str, str]:
 
 def _superseded(event: JobEvent, later: list[tuple[str, JobEvent]]) -> bool:
     return any(other.job_id == event.job_id for _, other in later)
+
+
+def _refusal(message: str) -> str:
+    """A user error as a reply: it may quote what was typed (an unknown model `<!here>`),
+    so it is escaped as user text; the bot's own markup never appears in these."""
+    return _sentence(texts.escape(message))
 
 
 def _sentence(message: str) -> str:

@@ -1,8 +1,16 @@
 """What the bot says in a thread: the job card, the progress line, image captions and review
 lines. Plain text with backticks and ``<@user>`` mentions, which Slack and Discord both show
-(an adapter rewrites them where its platform differs). Pure functions of their arguments."""
+(an adapter rewrites them where its platform differs). Pure functions of their arguments.
+
+Text from users (prompts, variables, file names, CSV cells, errors quoting them) goes in
+through :func:`escape`: its ``&``, ``<`` and ``>`` become ``&amp;``, ``&lt;`` and ``&gt;``, as in
+Slack's own markup. Raw angle brackets are then the bot's markup alone (the mentions of
+:func:`mention`, channel links), so an adapter keeps those live and shows a ``<@U…>`` or
+``<!channel>`` someone typed as text (and Discord pings only the users the bot means)."""
 
 from __future__ import annotations
+
+import re
 
 from bot.ports import VOTE_EMOJI
 from bot.records import ImageRecord
@@ -12,21 +20,42 @@ from engine.spec import JobSpec, Mode
 BAR_WIDTH = 20
 INPUT_NAMES = {"init": "starting image", "mask": "mask", "control": "control image"}
 MAX_PROMPT_SHOWN = 600  # chat messages have limits; the full prompt is in the export
+_ENTITY = re.compile(r"&(amp|lt|gt);")
+_CHARACTERS = {"amp": "&", "lt": "<", "gt": ">"}
 
 
 def mention(user: str) -> str:
-    """A user mention in the neutral markup."""
+    """A user mention in the neutral markup: one the bot means, which notifies ``user``."""
     return f"<@{user}>"
+
+
+def escape(text: str) -> str:
+    """User text as data in the neutral markup: ``&``, ``<``, ``>`` as entities, so none of
+    it reads as a mention, a channel link or a link (adapters undo this where the platform
+    has no such markup)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    """The inverse of :func:`escape`, for a platform without such markup (Discord, the
+    terminal); in one pass, so ``&amp;lt;`` becomes ``&lt;`` as typed."""
+    return _ENTITY.sub(lambda found: _CHARACTERS[found.group(1)], text)
+
+
+def quoted(text: str) -> str:
+    """User text as a block quote: escaped, and every line quoted (a newline in a prompt
+    must not end the quote and make the rest look like the bot's own lines)."""
+    return "> " + escape(text).replace("\n", "\n> ")
 
 
 def job_card(spec: JobSpec, *, requester: str, catalog: Catalog) -> str:
     """The first message of a job's thread: everything needed to understand (and repeat) it."""
     lines = [
         f"{mention(requester)} asked for {_images(spec.count)} \u00b7 job `{spec.id}`",
-        f"> {clip(spec.prompt)}",
+        quoted(clip(spec.prompt)),
     ]
     if spec.negative_prompt:
-        lines.append(f"Negative: {clip(spec.negative_prompt)}")
+        lines.append(f"Negative: {escape(clip(spec.negative_prompt))}")
     lines.append(
         f"Model `{spec.model}` \u00b7 {spec.width}x{spec.height} \u00b7 {spec.steps} steps "
         f"\u00b7 CFG {spec.cfg_scale:g} \u00b7 {spec.sampler} \u00b7 seed {spec.seed}"
@@ -40,7 +69,8 @@ def job_card(spec: JobSpec, *, requester: str, catalog: Catalog) -> str:
         )
     if spec.template:
         values = " ".join(
-            f'{k}="{v}"' if " " in v else f"{k}={v}" for k, v in spec.variables.items()
+            f'{k}="{escape(v)}"' if " " in v else f"{k}={escape(v)}"
+            for k, v in spec.variables.items()
         )
         lines.append(f"Template `{spec.template}` {values}".rstrip())
     lines.append(f"React on each image: {_legend()}.")
@@ -111,9 +141,10 @@ def progress_line(
         return f"\U0001f3a8 Rendering `{progress_bar(step, total)}` step {step}/{total}"
     if kind == "done":
         took = f" in {seconds:.1f} s" if seconds else ""
-        return f"\u2705 Done: {_images(count or 0)}{took}. Review them below."
+        note = f" ({escape(message)})" if message else ""  # e.g. a blank image left out
+        return f"\u2705 Done: {_images(count or 0)}{took}{note}. Review them below."
     if kind == "cancelled":
-        return f"\U0001f6ab Cancelled{': ' + message if message else ''}."
+        return f"\U0001f6ab Cancelled{': ' + escape(message) if message else ''}."
     return "\u26a0\ufe0f Stopped: this job failed (see below)."
 
 
@@ -126,8 +157,9 @@ def caption(image: ImageRecord, *, parent: str | None = None) -> str:
 
 
 def failure(message: str) -> str:
-    """The thread line for a failed job: the worker's sentence, never a traceback."""
-    return f"\u26a0\ufe0f This job failed: {message}"
+    """The thread line for a failed job: the worker's sentence, never a traceback. It may
+    quote what the user typed, so it is escaped."""
+    return f"\u26a0\ufe0f This job failed: {escape(message)}"
 
 
 def approved(image: ImageRecord, *, approvers: list[str], filename: str) -> str:

@@ -12,6 +12,9 @@ Payload dicts in, :mod:`bot.ports` values out.
 - One message per image, the file a ``discord.File``; an image over the guild's upload
   limit is re-encoded to fit (:mod:`bot.adapters.images`); the original stays in the store.
 - Reactions: unicode emoji become votes through :func:`bot.ports.vote_for_emoji`.
+- Every message and edit carries ``allowed_mentions`` naming exactly the users the bot
+  mentioned (:func:`~bot.adapters.discord_text.allowed_mentions`): a mention, role or
+  ``@everyone`` typed into a prompt is shown, never pinged.
 
 The port is synchronous (the service runs in worker threads); each method hands its
 coroutine to the client's event loop and waits. The ``a*`` coroutines are the same calls
@@ -31,7 +34,7 @@ import discord
 
 from bot.adapters.discord_directory import DiscordDirectory
 from bot.adapters.discord_settings import DiscordSettings
-from bot.adapters.discord_text import message_text, not_allowed, thread_name
+from bot.adapters.discord_text import allowed_mentions, message_text, not_allowed, thread_name
 from bot.adapters.images import fit_upload
 from bot.ports import (
     VOTE_EMOJI,
@@ -119,21 +122,26 @@ class DiscordAdapter:
     async def apost(self, *, channel: str, text: str, thread: str | None = None) -> MessageRef:
         """Coroutine of :meth:`post`."""
         target = await self._target(channel=channel, thread=thread)
-        sent = await self._send(target, content=message_text(text))
+        sent = await self._send(target, text=text)
         return MessageRef(PLATFORM, channel, str(sent.id), thread)
 
     async def anotify(
         self, *, channel: str, user: str, text: str, thread: str | None = None
     ) -> None:
         """Coroutine of :meth:`notify`."""
+        mention = f"<@{user}>"
         try:
-            await self.apost(channel=channel, thread=thread, text=f"<@{user}> {text}")
+            target = await self._target(channel=channel, thread=thread)
+            # Only the user told: another user the text names (an approver) is not pinged.
+            await self._send(target, text=f"{mention} {text}", pings=allowed_mentions(mention))
         except ChannelUnavailable:
             try:
                 recipient = self._client.get_user(int(user)) or await self._client.fetch_user(
                     int(user)
                 )
-                await recipient.send(content=message_text(text), allowed_mentions=_MENTIONS)
+                await recipient.send(  # a direct message notifies its reader anyway
+                    content=message_text(text), allowed_mentions=discord.AllowedMentions.none()
+                )
             except discord.HTTPException as exc:  # DMs closed: nowhere left to say it
                 log.warning("could not tell user %s by direct message either: %s", user, exc)
 
@@ -143,7 +151,9 @@ class DiscordAdapter:
         if target is None:  # posted before a restart: its id is enough to edit it
             where = self._client.get_partial_messageable(int(message.thread or message.channel))
             target = where.get_partial_message(int(message.id))
-        self._remember(await target.edit(content=message_text(text), allowed_mentions=_MENTIONS))
+        self._remember(
+            await target.edit(content=message_text(text), allowed_mentions=allowed_mentions(text))
+        )
 
     async def aupload(
         self,
@@ -166,7 +176,7 @@ class DiscordAdapter:
             data, filename = fitted.data, fitted.filename
             caption = text if fitted.note is None else f"{text}\n-# {fitted.note}"
         file = discord.File(io.BytesIO(data), filename=filename)
-        posted = await self._send(target, content=message_text(caption), file=file)
+        posted = await self._send(target, text=caption, file=file)
         if votable and self._settings.seed_reactions:
             # In the background: three reactions take about a second of rate limit, and
             # the next image should not wait for them.
@@ -247,14 +257,21 @@ class DiscordAdapter:
         return self._client.get_partial_messageable(int(channel_id))
 
     async def _send(
-        self, channel_id: str, *, content: str, file: discord.File | None = None
+        self,
+        channel_id: str,
+        *,
+        text: str,
+        file: discord.File | None = None,
+        pings: discord.AllowedMentions | None = None,
     ) -> discord.Message:
+        """Send port ``text``, pinging the users it mentions (or only ``pings``)."""
         channel = self._messageable(channel_id)
+        content, mentions = message_text(text), pings or allowed_mentions(text)
         try:
             if file is None:  # discord.py's types take no None for `file`
-                sent = await channel.send(content=content, allowed_mentions=_MENTIONS)
+                sent = await channel.send(content=content, allowed_mentions=mentions)
             else:
-                sent = await channel.send(content=content, allowed_mentions=_MENTIONS, file=file)
+                sent = await channel.send(content=content, allowed_mentions=mentions, file=file)
         except discord.Forbidden as exc:
             raise not_allowed(channel_id, exc) from None
         self._remember(sent)
@@ -317,4 +334,3 @@ class DiscordAdapter:
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)

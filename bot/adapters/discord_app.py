@@ -67,6 +67,8 @@ class ProofroomDiscord(discord.Client):
         **options: Any,
     ) -> None:
         """``intents`` default to :func:`needed_intents`; ``options`` go to ``discord.Client``."""
+        # Nothing pings unless a send names its users (the adapter names the ones it means).
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(intents=intents or needed_intents(), **options)
         self.settings = settings
         self.catalog = catalog
@@ -149,7 +151,11 @@ class ProofroomDiscord(discord.Client):
         except Exception:  # here, not in the service: a download or a role lookup failed
             log.exception("command %r (interaction %s) failed", text, interaction.id)
             reply = texts.try_again(str(interaction.id))
-        await interaction.edit_original_response(content=message_text(reply) or "\u2705")
+        # Only the requester sees the reply: it pings no one, whatever it quotes.
+        await interaction.edit_original_response(
+            content=message_text(reply) or "\u2705",
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
 
     async def _command_reply(
         self, interaction: discord.Interaction, *, text: str, files: dict[str, Any]
@@ -198,7 +204,8 @@ class ProofroomDiscord(discord.Client):
                 data = await file.read()
             except discord.HTTPException:
                 raise AttachmentError(
-                    f"`{file.filename}` could not be downloaded from Discord; attach it again."
+                    f"`{texts.escape(file.filename)}` could not be downloaded from Discord; "
+                    "attach it again."
                 ) from None
             name = file.filename if file.filename not in used else f"{role}-{file.filename}"
             used.add(name)

@@ -23,6 +23,7 @@ import argparse
 import logging
 import sys
 
+import aiohttp
 import discord
 import redis as redis_lib
 
@@ -101,7 +102,14 @@ def serve(*, discord_settings: DiscordSettings, embedded_worker: bool) -> int:
     )
     with worker_if_needed(settings=settings, redis=redis, wanted=embedded_worker):
         # log_handler=None: `proofroom` already configured logging. The token is never logged.
-        client.run(token, log_handler=None)
+        try:
+            client.run(token, log_handler=None)
+        except discord.LoginFailure:  # Discord answered 401 to the login
+            log.error("Discord refused DISCORD_TOKEN; copy the bot token again (docs/discord.md)")
+            return 2
+        except (aiohttp.ClientConnectionError, OSError) as exc:  # before the first answer
+            log.error("cannot reach Discord (%s); check the network or proxy", exc)
+            return 2
     return 0
 
 

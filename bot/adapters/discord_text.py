@@ -1,5 +1,11 @@
-"""Text as Discord shows it: message content, thread titles, and the sentence for a channel
-the bot may not post in."""
+"""Text as Discord shows it: message content, the mentions it may ping, thread titles, and
+the sentence for a channel the bot may not post in.
+
+The port's text escapes user words (``&lt;`` for ``<``, :func:`bot.texts.escape`); raw
+``<@id>`` is a mention the bot means. Discord has no such escaping, so the entities become
+characters again here, and what keeps a ``<@123>``, ``<@&role>`` or ``@everyone`` typed into
+a prompt from pinging is the ``allowed_mentions`` sent with each message
+(:func:`allowed_mentions`): exactly the users the bot mentioned, no roles, no everyone."""
 
 from __future__ import annotations
 
@@ -8,13 +14,14 @@ import re
 import discord
 
 from bot.ports import ChannelUnavailable
-from bot.texts import clip
+from bot.texts import clip, unescape
 
 MAX_CONTENT = 2000  # characters per message
 MAX_THREAD_NAME = 100
 _SLACK_LINK = re.compile(r"<(https?://[^|>\s]+)\|([^>]+)>")
 _NAME_JUNK = re.compile(r"[`*_~<>|#]+")
 _MENTION = re.compile(r"<(?:@[!&]?|#)\d+>")
+_USER_MENTION = re.compile(r"<@!?(\d+)>")  # in port text: the bot's own, users' are escaped
 
 
 def not_allowed(channel_id: str, exc: discord.Forbidden) -> ChannelUnavailable:
@@ -30,10 +37,23 @@ def not_allowed(channel_id: str, exc: discord.Forbidden) -> ChannelUnavailable:
 
 
 def message_text(text: str) -> str:
-    """Port text as Discord shows it: Slack-style links become Markdown links; the length
-    is cut to Discord's limit with a visible ellipsis."""
+    """Port text as Discord shows it: Slack-style links become Markdown links, escaped user
+    text its characters again (in one pass: ``&amp;lt;`` stays ``&lt;``); the length is cut
+    to Discord's limit with a visible ellipsis."""
     text = _SLACK_LINK.sub(r"[\2](\1)", text)
-    return clip(text, MAX_CONTENT)
+    return clip(unescape(text), MAX_CONTENT)
+
+
+def allowed_mentions(text: str) -> discord.AllowedMentions:
+    """Who a message made from port ``text`` may ping: the users the bot mentioned in it
+    (raw ``<@id>``), never a role, ``@everyone`` or ``@here``, whatever the content says."""
+    users = dict.fromkeys(int(found) for found in _USER_MENTION.findall(text))
+    return discord.AllowedMentions(
+        everyone=False,
+        roles=False,
+        users=[discord.Object(id=user) for user in users],
+        replied_user=False,
+    )
 
 
 def thread_name(text: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.ports import MessageRef
+from bot.texts import unescape
 
 PLATFORM = "shell"
 _MENTION = re.compile(r"<@([^>]+)>")
@@ -117,5 +118,5 @@ class ShellAdapter:
 
 def _plain(text: str) -> str:
     """Neutral markup to terminal text: ``<@U1>`` becomes ``@U1``; control characters and
-    escape sequences are removed (newlines and tabs stay)."""
-    return _MENTION.sub(r"@\1", _CONTROLS.sub("", text))
+    escape sequences are removed (newlines and tabs stay); escaped user text is shown as typed."""
+    return unescape(_MENTION.sub(r"@\1", _CONTROLS.sub("", text)))

@@ -9,15 +9,15 @@
   asynchronously, hence a short wait). That ts is what ``reaction_added`` reports, so it is
   the id the rules map to (job, image index).
 - Buttons cross the port in a neutral form and become Block Kit here (:func:`blocks_for`).
+- Every text goes out through :func:`~bot.adapters.slack_text.mrkdwn`: only the bot's own
+  mentions stay live; a ``<!channel>`` or ``<@U…>`` in a prompt is shown, not obeyed.
 - Files attached to a mention become :class:`~bot.ports.Attachment` values after the checks
   of :mod:`bot.attachments` (:meth:`SlackAdapter.attachments`).
 """
 
 from __future__ import annotations
 
-import html
 import logging
-import re
 import threading
 import time
 import urllib.request
@@ -32,9 +32,11 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.adapters.slack_settings import SlackSettings
+from bot.adapters.slack_text import mrkdwn
 from bot.attachments import AttachmentError, check_declared_size, checked_attachment
 from bot.ports import Attachment, MessageRef, ReactionEvent, vote_for_emoji
 from bot.ports import ChannelUnavailable as PortChannelUnavailable
+from bot.texts import escape
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ class SlackAdapter:
     ) -> MessageRef:
         """``chat.postMessage``; with ``blocks``, ``text`` is also the notification and
         plain-text fallback."""
+        text = mrkdwn(text)
         response = self._call(
             "chat_postMessage",
             channel=channel,
@@ -124,6 +127,7 @@ class SlackAdapter:
         with self._edit_lock:  # paced below chat.update's rate limit instead of hitting 429s
             time.sleep(max(0.0, self._next_edit - time.monotonic()))
             self._next_edit = time.monotonic() + self.settings.update_interval_s
+        text = mrkdwn(text)
         self._call(
             "chat_update",
             channel=message.channel,
@@ -152,7 +156,7 @@ class SlackAdapter:
             file=data,
             filename=filename,
             title=filename,
-            initial_comment=text,
+            initial_comment=mrkdwn(text),
         )
         file_id = response["file"]["id"]
         ts = self._share_ts(file_id=file_id, channel=channel, thread=thread)
@@ -171,6 +175,7 @@ class SlackAdapter:
     def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:
         """``chat.postEphemeral``; where the bot cannot post in ``channel`` at all, a direct
         message (the app's Messages tab) instead, since that is usually the news."""
+        text = mrkdwn(text)
         try:
             self._call(
                 "chat_postEphemeral", channel=channel, user=user, text=text, thread_ts=thread
@@ -212,7 +217,7 @@ class SlackAdapter:
             kind = _kind(file)
             if kind is None:
                 raise AttachmentError(
-                    f"`{name}` is a {file.get('pretty_type') or 'file'} I can't use; attach a PNG, "
+                    f"`{escape(name)}` is a {file.get('pretty_type') or 'file'} I can't use; attach a PNG, "
                     "JPEG or WebP image (the starting image) or a CSV file (a batch)."
                 )
             check_declared_size(filename=name, size=int(file.get("size") or 0), max_bytes=limit)
@@ -254,7 +259,7 @@ class SlackAdapter:
         host = urlparse(url).hostname
         if host not in self.settings.download_hosts():
             # The bot token goes only to Slack: a file object naming another host is refused.
-            raise AttachmentError(f"`{name}` is not stored on Slack, so I can't fetch it.")
+            raise AttachmentError(f"`{escape(name)}` is not stored on Slack, so I can't fetch it.")
         request = urllib.request.Request(
             url, headers={"Authorization": f"Bearer {self.client.token}"}
         )
@@ -265,7 +270,7 @@ class SlackAdapter:
                     "download of %s got HTML: is the files:read scope missing?", file.get("id")
                 )
                 raise AttachmentError(
-                    f"Slack didn't let me download `{name}`; ask an admin to check my files:read scope."
+                    f"Slack didn't let me download `{escape(name)}`; ask an admin to check my files:read scope."
                 )
             data = response.read(max_bytes + 1)  # the declared size is not trusted
         check_declared_size(filename=name, size=len(data), max_bytes=max_bytes)
@@ -276,9 +281,16 @@ def blocks_for(*, text: str, blocks: list[dict[str, Any]]) -> list[dict[str, Any
     """Neutral blocks as Block Kit: ``text`` in section blocks, then one actions block with
     the buttons. A neutral button is ``{"type": "button", "action": "cancel", "value":
     "<job id>", "label": "Cancel"}`` (optional ``"style": "danger" | "primary"``); the click
-    arrives as action ``proofroom_<action>``. Other neutral kinds are not shown."""
+    arrives as action ``proofroom_<action>``. Other neutral kinds are not shown.
+
+    ``text`` is Slack markup already (:func:`~bot.adapters.slack_text.mrkdwn`). Sections are
+    ``verbatim``: otherwise Slack would itself turn a plain ``@here`` or ``#channel`` in
+    a prompt into a live mention or link."""
     sections = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text[i : i + SECTION_LIMIT]}}
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": text[i : i + SECTION_LIMIT], "verbatim": True},
+        }
         for i in range(0, max(len(text), 1), SECTION_LIMIT)
     ]
     buttons = []
@@ -296,22 +308,6 @@ def blocks_for(*, text: str, blocks: list[dict[str, Any]]) -> list[dict[str, Any
             button["style"] = block["style"]
         buttons.append(button)
     return sections + ([{"type": "actions", "elements": buttons}] if buttons else [])
-
-
-_MENTION = re.compile(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>[\s:,]*")
-_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|[^>]*)?>")
-_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
-
-
-def command_text(text: str, *, strip_mention: bool = False) -> str:
-    """Slack's message markup back to what the user typed: ``&amp;``-escapes undone, link
-    markup unwrapped, smart quotes (macOS and iOS clients insert them) made straight, and
-    for an app mention the leading ``<@bot>`` removed. User mentions ``<@U…>`` stay: the
-    port uses that form."""
-    if strip_mention:
-        text = _MENTION.sub("", text, count=1)
-    text = _LINK.sub(r"\1", text)
-    return html.unescape(text).translate(_QUOTES).strip()
 
 
 def _kind(file: dict[str, Any]) -> str | None:

@@ -26,7 +26,8 @@ from slack_bolt import Ack, App, BoltResponse, Respond
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.request import BoltRequest
 
-from bot.adapters.slack import ACTION_PREFIX, PLATFORM, SlackAdapter, command_text
+from bot.adapters.slack import ACTION_PREFIX, PLATFORM, SlackAdapter
+from bot.adapters.slack_text import command_text, mrkdwn
 from bot.attachments import AttachmentError
 from bot.ports import CommandEvent, ReactionEvent
 from bot.state import BotState
@@ -82,7 +83,8 @@ def build_app(
             channel=command["channel_id"],
             text=command_text(command.get("text", "")),
         )
-        respond(text=core.handle_command(event), response_type="ephemeral")
+        # Escaped like every post: the reply may quote what the user typed.
+        respond(text=mrkdwn(core.handle_command(event)), response_type="ephemeral")
 
     @app.event("app_mention")
     def mentioned(event: dict[str, Any]) -> None:
@@ -120,7 +122,11 @@ def build_app(
             channel=body["channel"]["id"],
             text=f"cancel {action['value']}",
         )
-        respond(text=core.handle_command(event), response_type="ephemeral", replace_original=False)
+        respond(
+            text=mrkdwn(core.handle_command(event)),
+            response_type="ephemeral",
+            replace_original=False,
+        )
 
     return app
 

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis as redis_lib
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from bot.adapters.slack import SlackAdapter, make_client
 from bot.adapters.slack_app import Core, HttpServer, build_app
@@ -24,6 +27,14 @@ if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
+# slack_sdk logs each failed try at ERROR; the check says it once, in its own words.
+_QUIET = logging.getLogger(f"{__name__}.check")
+_QUIET.setLevel(logging.CRITICAL + 1)
+# What auth.test answers for a token that is wrong, not just unlucky.
+TOKEN_ERRORS = frozenset(
+    ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired")
+    + ("not_allowed_token_type",)  # an xoxb- token where the xapp- one belongs, or back
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
+    problem = connection_problem(slack_settings, socket_mode=not args.http)
+    if problem is not None:  # one line, not Bolt's traceback from its own auth.test
+        log.error("%s", problem)
+        return 2
     redis = redis_for(settings)
     runtime = SlackRuntime(
         settings=settings,
@@ -64,6 +79,51 @@ def run(args: argparse.Namespace) -> int:
     with worker_if_needed(settings=settings, redis=redis, wanted=args.embedded_worker):
         _serve(runtime, slack_settings=slack_settings, args=args)
     return 0
+
+
+def connection_problem(settings: SlackSettings, *, socket_mode: bool) -> str | None:
+    """None when Slack accepts the bot token (``auth.test``) and, for Socket Mode, the app
+    token (``apps.connections.open``; the URL it returns is left to expire). Otherwise one
+    sentence naming the variable or the network problem. Connection errors are retried."""
+    client = WebClient(
+        token=settings.secret("bot_token"),
+        base_url=settings.api_url,
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2)],
+        logger=_QUIET,
+    )
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("SLACK_BOT_TOKEN (xoxb-...)", client.auth_test)
+    ]
+    if socket_mode:
+        app_token = settings.secret("app_token")
+        checks.append(
+            (
+                "SLACK_APP_TOKEN (xapp-...)",
+                lambda: client.apps_connections_open(app_token=app_token),
+            )
+        )
+    for variable, call in checks:
+        try:
+            call()
+        except SlackApiError as exc:
+            return api_problem(exc, variable=variable)
+        except OSError as exc:  # urllib's URLError: refused, DNS, TLS, timeout
+            return (
+                f"cannot reach the Slack API at {settings.api_url} "
+                f"({getattr(exc, 'reason', exc)}); check the network or proxy, and "
+                "PROOFROOM_SLACK_API_URL if it is set"
+            )
+    return None
+
+
+def api_problem(exc: SlackApiError, *, variable: str) -> str:
+    """A refused Slack API call as one sentence: a wrong token names its variable."""
+    response = exc.response  # slack_sdk's SlackResponse: also for a body that is not JSON
+    error = str(response.get("error") or "")
+    if error in TOKEN_ERRORS:
+        return f"Slack refused {variable}: {error}; copy the token again (see docs/slack.md)"
+    what = error or f"HTTP {response.status_code} without a Slack answer"
+    return f"{response.api_url} answered {what}; check PROOFROOM_SLACK_API_URL (see docs/slack.md)"
 
 
 def _serve(

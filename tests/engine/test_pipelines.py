@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalog import LoraEntry, ModelEntry
-from engine.errors import CatalogError
+from engine.errors import CatalogError, ModelUnavailableError
 from engine.pipelines import PipelineCache, pipeline_bytes, resolve_device
 from engine.settings import Settings
 
@@ -70,7 +70,7 @@ def test_missing_hub_model_offline_is_a_clear_error(engine_settings: Settings, m
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cache = PipelineCache(settings=engine_settings)
     entry = ModelEntry(name="absent", source="proofroom-test/not-a-real-repo", family="sd15")
-    with pytest.raises(Exception, match="not-a-real-repo"):
+    with pytest.raises(ModelUnavailableError, match="`proofroom-test/not-a-real-repo`"):
         cache.acquire(entry)
     assert cache.loads["absent"] == 0
 

@@ -120,10 +120,11 @@ def test_the_upload_limit_defaults_to_the_guilds(make_bot):
 
 def test_notify_mentions_only_that_user(make_bot, fake_discord: FakeDiscord):
     adapter = make_bot().adapter
-    adapter.notify(channel=CHANNEL_ID, user=USER, text="only reviewers can approve")
+    adapter.notify(channel=CHANNEL_ID, user=USER, text="only <@42> can approve")
     [call] = fake_discord.channel_posts()
-    assert call.json["content"] == f"<@{USER}> only reviewers can approve"
-    assert call.json["allowed_mentions"] == {"parse": ["users"]}  # no @everyone, no roles
+    assert call.json["content"] == f"<@{USER}> only <@42> can approve"
+    # That user alone: not the approver the sentence names, no @everyone, no roles.
+    assert call.json["allowed_mentions"] == {"parse": [], "users": [int(USER)]}
     assert "attachments" not in call.json  # a text message: no file fields at all
 
 

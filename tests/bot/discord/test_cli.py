@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from urllib.parse import parse_qs, urlparse
 
 import discord
+import discord.http
 import pytest
 
 from bot.adapters.discord_cli import build_bot, invite_url, permissions
@@ -95,3 +98,37 @@ def test_build_bot_binds_the_service_and_merges_approver_roles(settings, redis):
     assert client.service.adapter is client.adapter
     assert client.service.review.policy.approver_roles == {"U1", "art-director"}
     assert not client.intents.message_content and client.intents.reactions
+
+
+@pytest.fixture()
+def cli_env(monkeypatch, tmp_path, redis_url, settings):
+    """``proofroom discord`` on the test's Redis keys (no embedded worker), without a .env."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("PROOFROOM_KEY_PREFIX", settings.key_prefix)
+
+
+def _errors(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_refused_token_is_one_line_naming_the_variable(caplog, monkeypatch, cli_env,
+                                                         fake_discord):  # fmt: skip
+    monkeypatch.setenv("DISCORD_TOKEN", "MTIz.wrong.token")
+    with caplog.at_level(logging.ERROR):
+        assert main(["discord"]) == 2  # no LoginFailure traceback
+    [error] = _errors(caplog)
+    assert "Discord refused DISCORD_TOKEN" in error and "wrong" not in error
+    assert [c.status for c in fake_discord.calls_to("GET", "/users/@me")] == [401]
+
+
+def test_an_unreachable_discord_is_one_line(caplog, monkeypatch, cli_env):
+    with socket.socket() as sock:  # bound, then closed: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+    monkeypatch.setenv("DISCORD_TOKEN", "MTIz.some.token")
+    with caplog.at_level(logging.ERROR):
+        assert main(["discord"]) == 2
+    [error] = _errors(caplog)
+    assert error.startswith("cannot reach Discord (") and str(port) in error

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from bot.adapters.slack import SlackAdapter, blocks_for, command_text, make_client
+from bot.adapters.slack import SlackAdapter, blocks_for, make_client
 from bot.adapters.slack_settings import SlackSettings
+from bot.adapters.slack_text import command_text
 from bot.attachments import AttachmentError
 from bot.ports import MessageRef
 from tests.bot.slack.fake_slack import FakeSlack
@@ -81,14 +82,16 @@ def test_buttons_become_block_kit_with_the_text_as_fallback(
     )
     assert posted["text"] == "job `job1`"  # notifications and clients without blocks
     assert posted["blocks"] == [
-        {"type": "section", "text": {"type": "mrkdwn", "text": "job `job1`"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "job `job1`", "verbatim": True}},
         {"type": "actions", "elements": [
             {"type": "button", "action_id": "proofroom_cancel", "value": "job1", "style": "danger",
              "text": {"type": "plain_text", "text": "Cancel"}},
         ]},
     ]  # fmt: skip
     # An edit without buttons drops them and shows the new text.
-    assert edited["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": "Done"}}]
+    assert edited["blocks"] == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "Done", "verbatim": True}}
+    ]
     # A message without buttons stays a plain message.
     adapter.post(channel="C1", text="plain", thread=ref.id)
     assert "blocks" not in fake_slack.calls_to("chat.postMessage")[1].args
