@@ -38,6 +38,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker_registration import REDIS_WORKER_KEYS
 
+from engine.logs import configure_logging
 from engine.outage import CONNECTION_ERRORS, Outage, patient_redis
 from engine.queue import FAMILIES, JobQueue, queue_names, rq_prefix
 from engine.recovery import Heartbeat, RecoveryConfig, requeue
@@ -345,10 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose)  # the same set-up as `proofroom worker`
     return run(args)
 
 
