@@ -7,8 +7,8 @@ The text is the issue's: ``/imagine`` followed by as many copies of ``'a `` as f
 size (every word opens with a quote that never closes); ``--shape`` picks another unit. What is timed,
 interleaved in each round so that a busy machine slows all of them alike:
 
-- tokenize: ``bot.tokens.tokenize``, the word splitter;
-- parse, all read: ``bot.commands.parse`` with a prompt limit above the text's length, so
+- tokenize: ``bot.grammar.tokens.tokenize``, the word splitter;
+- parse, all read: ``bot.grammar.parse.parse`` with a prompt limit above the text's length, so
   that the whole grammar reads the text;
 - parse, as served: ``parse`` with the default limits, which refuses a command this long
   before reading it;
@@ -29,11 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.commands import parse  # noqa: E402
-from bot.tokens import TokenizeError, tokenize  # noqa: E402
+from tests.bot.grammar.test_tokens import reference_tokenize  # noqa: E402
+
+from bot.grammar.parse import parse  # noqa: E402
+from bot.grammar.tokens import TokenizeError, tokenize  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
 from engine.settings import REPO_ROOT  # noqa: E402
-from tests.bot.test_tokens import reference_tokenize  # noqa: E402
 
 SIZES = (3_000, 12_000, 36_000, 100_000)
 

@@ -14,13 +14,13 @@ from engine.logs import configure_logging
 QUIET = frozenset({"generate", "batch", "calendar", "shell"})
 # name -> (module, help). The module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("bot.generate_cli", "render a prompt or a template locally"),
+    "generate": ("bot.jobs.generate", "render a prompt or a template locally"),
     "worker": ("engine.worker", "run a GPU worker that serves the queues"),
-    "shell": ("bot.shell", "a local chat channel in your terminal (embedded default)"),
-    "batch": ("bot.batch_cli", "render a CSV batch without chat: images and manifest.csv"),
-    "calendar": ("bot.calendar_cli", "preview content calendars (`calendar preview NAME`)"),
-    "slack": ("bot.adapters.slack_cli", "run the bot on Slack (Socket Mode or HTTP)"),
-    "discord": ("bot.adapters.discord_cli", "run the bot on Discord; `discord invite-url` too"),
+    "shell": ("bot.adapters.shell.cli", "a local chat channel in your terminal (embedded default)"),
+    "batch": ("bot.batch.cli", "render a CSV batch without chat: images and manifest.csv"),
+    "calendar": ("bot.calendars.cli", "preview content calendars (`calendar preview NAME`)"),
+    "slack": ("bot.adapters.slack.cli", "run the bot on Slack (Socket Mode or HTTP)"),
+    "discord": ("bot.adapters.discord.cli", "run the bot on Discord; `discord invite-url` too"),
 }
 
 

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from bot.adapters.shell.cli import Shell
 from bot.settings import BotSettings
-from bot.shell import Shell
 from engine.logs import configure_logging
 from engine.settings import Settings
 
@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(redis_url=None, data_dir=data_dir, default_model="tiny")
     bot_settings = BotSettings(_env_file=None, export_dir=data_dir / "approved")  # type: ignore[call-arg]
     print("Proofroom demo: a chat channel in your terminal, rendering on the tiny CPU model.")
-    with Shell(settings=settings, user="you", channel="demo", echo=True,
-               bot_settings=bot_settings) as shell:  # fmt: skip
+    with Shell(
+        settings=settings, user="you", channel="demo", echo=True, bot_settings=bot_settings
+    ) as shell:
         status = shell.run_lines(SCRIPT.splitlines())
         exported = _exports(shell)
     if not exported:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from engine.errors import UserError
+
+if TYPE_CHECKING:
+    from engine.spec import JobSpec
 
 Vote = Literal["approve", "reject", "rerender"]
 VOTES: tuple[Vote, ...] = ("approve", "reject", "rerender")
@@ -81,7 +84,7 @@ class Attachment:
     ``role`` is the part the platform says the file plays: ``image`` (the starting image),
     ``mask`` or ``control``, when the user picked it in a typed option (Discord); None when
     the platform cannot say (Slack files on a mention), and the rules decide from the
-    order and the flags (``bot.job_inputs``)."""
+    order and the flags (``bot.jobs.inputs``)."""
 
     filename: str
     content_type: str
@@ -218,3 +221,22 @@ def vote_for_emoji(name: str) -> Vote | None:
     key = key.split("::", 1)[0]  # Slack: "+1::skin-tone-3"
     key = "".join(ch for ch in key if ch not in _SKIN_TONES and ch not in _VARIATION_SELECTORS)
     return EMOJI_VOTES.get(key) or EMOJI_VOTES.get(key.lower())
+
+
+def requester_key(platform: str, user: str) -> str:
+    """``JobSpec.requested_by`` for a chat user: ids are only unique within a platform."""
+    return f"{platform}:{user}"
+
+
+# -- the ports between the service and its workflow desks ---------------------------------
+
+
+class Submit(Protocol):
+    """Queue ``spec`` with its results routed to ``thread`` and return the job id
+    (``BotService.submit``): how a desk queues a job without holding the service."""
+
+    def __call__(self, spec: JobSpec, *, thread: MessageRef, requester: str) -> str: ...
+
+
+# Cancel a queued or running job by id (``JobQueue.cancel``); False when it had ended.
+Cancel = Callable[[str], bool]

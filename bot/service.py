@@ -8,7 +8,7 @@ events into threads. Everything the service remembers is in Redis (``bot.state``
 
 Redis outages: :meth:`BotService.pump_until` logs one line when Redis goes away and one when it
 is back (``engine.outage``), waits with backoff meanwhile, then reads again the events it had
-in hand and looks for jobs Redis lost (``bot.followed``): their threads are told.
+in hand and looks for jobs Redis lost (``bot.jobs.followed``): their threads are told.
 """
 
 from __future__ import annotations
@@ -21,20 +21,26 @@ from collections.abc import Callable
 
 import redis as redis_lib
 
-from bot import meta, texts
-from bot.batch import BatchDesk
-from bot.calendar_desk import CalendarDesk
-from bot.commands import MetaCommand, UsageError, parse
-from bot.delivery import Delivery
-from bot.followed import FollowedJobs
-from bot.job_inputs import post_inputs
-from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent
+from bot import texts
+from bot.batch.desk import BatchDesk
+from bot.batch.report import BatchReport
+from bot.batch.state import BatchState
+from bot.calendars.desk import CalendarDesk
+from bot.calendars.model import Calendar
+from bot.calendars.scheduler import Clock, utc_now
+from bot.calendars.state import CalendarState
+from bot.grammar.parse import BadCommand, MetaCommand, parse
+from bot.grammar.tokens import first_word
+from bot.jobs import meta
+from bot.jobs.delivery import Delivery
+from bot.jobs.followed import FollowedJobs
+from bot.jobs.inputs import post_inputs
+from bot.jobs.resolve import resolve_job
+from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent, requester_key
 from bot.records import ImageRecord, JobRecord
-from bot.resolve import resolve_job
-from bot.review import ReviewDesk, thread_of
+from bot.review.desk import ReviewDesk, thread_of
 from bot.settings import BotSettings
 from bot.state import BotState
-from bot.tokens import first_word
 from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.events import EventStream, JobEvent
@@ -77,30 +83,68 @@ class BotService:
         self.store = store
         self.settings = settings
         self.bot_settings = bot_settings
-        self.state = BotState(
-            redis=redis, key_prefix=settings.key_prefix, ttl_s=bot_settings.state_ttl_days * 86400
-        )
+        ttl_s = bot_settings.state_ttl_days * 86400
+        self.state = BotState(redis=redis, key_prefix=settings.key_prefix, ttl_s=ttl_s)
         self.delivery = Delivery(adapter=adapter, state=self.state, queue=queue, store=store)
         self.review = ReviewDesk(
             adapter=adapter,
             state=self.state,
             store=store,
-            settings=settings,
-            bot_settings=bot_settings,
+            policy=bot_settings,
+            export_dir=bot_settings.export_path(settings),
+            limits=settings.limits,
             resubmit=self._resubmit,
         )
         # One group per platform: a Slack bot and a Discord bot sharing a Redis both see
         # every event and each keeps the ones for its own platform.
         self.group = f"{bot_settings.event_group}-{adapter.platform}"
         self.consumer = bot_settings.event_consumer
-        # Workflows built on single jobs own their commands and their threads' progress.
-        self.batches = BatchDesk(service=self)
-        self.calendars = CalendarDesk(service=self)
+        # Workflows built on single jobs own their commands and their threads' progress;
+        # each gets what it uses and queues through ``submit``, never the service itself.
+        batches = BatchState(redis=redis, key_prefix=settings.key_prefix, ttl_s=ttl_s)
+        self.batches = BatchDesk(
+            adapter=adapter,
+            state=self.state,
+            batches=batches,
+            report=BatchReport(
+                adapter=adapter,
+                state=self.state,
+                batches=batches,
+                store=store,
+                upload_max_bytes=bot_settings.upload_max_bytes,
+            ),
+            catalog=catalog,
+            settings=settings,
+            bot_settings=bot_settings,
+            submit=self.submit,
+            cancel=queue.cancel,
+        )
+        self.calendar_state = CalendarState(
+            redis=redis, key_prefix=settings.key_prefix, ttl_s=ttl_s
+        )
+        self.calendars = self.calendar_desk()
         self.delivery.observers.append(self.batches.on_event)
         self._attempts: dict[str, int] = {}
         self._retry_at: float | None = None
         self.outage = Outage(name=f"bot ({adapter.platform})", logger=log)
         self.followed = FollowedJobs(state=self.state, queue=queue, platform=adapter.platform)
+
+    def calendar_desk(
+        self, *, calendars: dict[str, Calendar] | None = None, clock: Clock = utc_now
+    ) -> CalendarDesk:
+        """A calendar desk on this service's collaborators: the calendars of the configured
+        folder, or ``calendars``; ``clock`` for tests that freeze time."""
+        return CalendarDesk(
+            adapter=self.adapter,
+            state=self.state,
+            weeks=self.calendar_state,
+            catalog=self.catalog,
+            settings=self.settings,
+            bot_settings=self.bot_settings,
+            submit=self.submit,
+            calendars=calendars,
+            clock=clock,
+        )
 
     @classmethod
     def build(
@@ -137,8 +181,9 @@ class BotService:
             return self._command(event)
         except Exception:
             reference = uuid.uuid4().hex[:8]
-            log.exception("command %r from %s failed (reference %s)", event.text, event.user,
-                          reference)  # fmt: skip
+            log.exception(
+                "command %r from %s failed (reference %s)", event.text, event.user, reference
+            )
             return texts.try_again(reference)
 
     def _command(self, event: CommandEvent) -> str:
@@ -154,7 +199,7 @@ class BotService:
             catalog=self.catalog,
             max_prompt_chars=self.settings.limits.max_prompt_chars,
         )
-        if isinstance(parsed, UsageError):
+        if isinstance(parsed, BadCommand):
             return _refusal(parsed.message)
         if isinstance(parsed, MetaCommand) and parsed.name == "repost":
             return self._repost(parsed.argument or "", event=event)
@@ -174,7 +219,7 @@ class BotService:
                 catalog=self.catalog,
                 settings=self.settings,
                 bot_settings=self.bot_settings,
-                requested_by=meta.requester_key(event.platform, event.user),
+                requested_by=requester_key(event.platform, event.user),
                 attachments=event.attachments,
                 store=self.store,
             )
@@ -261,9 +306,7 @@ class BotService:
             text=texts.rerender_card(spec, image=image, requester=requester, auto=auto),
         )
         return self.submit(
-            spec.model_copy(
-                update={"requested_by": meta.requester_key(thread.platform, requester)}
-            ),
+            spec.model_copy(update={"requested_by": requester_key(thread.platform, requester)}),
             thread=thread,
             requester=image.requester,
             rerender_of=image.message.key,
@@ -281,7 +324,7 @@ class BotService:
     # -- reactions ------------------------------------------------------------------------
 
     def handle_reaction(self, event: ReactionEvent) -> None:
-        """Count a reaction on an image message (see ``bot.review``)."""
+        """Count a reaction on an image message (see ``bot.review.desk``)."""
         try:
             self.review.handle_reaction(event)
         except Exception:
@@ -295,7 +338,7 @@ class BotService:
         """:meth:`pump` until ``stop`` is set (checked after each read of up to
         ``block_ms``): every runner's event loop. Redis away: one line when it goes, one
         when it is back, tries with backoff between; after it, the events in hand are read
-        again and lost jobs are told (``bot.followed``). Any other failure is logged and tried
+        again and lost jobs are told (``bot.jobs.followed``). Any other failure is logged and tried
         again after a second, without spinning and without ending the loop."""
         failures = 0
         while not stop.is_set():
@@ -349,8 +392,11 @@ class BotService:
                 attempts = self._attempts[entry_id] = self._attempts.get(entry_id, 0) + 1
                 log.exception(
                     "job %s: could not show %s event (attempt %d of %d)",
-                    event.job_id, event.kind, attempts, MAX_DELIVERY_ATTEMPTS,
-                )  # fmt: skip
+                    event.job_id,
+                    event.kind,
+                    attempts,
+                    MAX_DELIVERY_ATTEMPTS,
+                )
                 if attempts < MAX_DELIVERY_ATTEMPTS:
                     delay = RETRY_BASE_S * 2 ** (attempts - 1)
                     retry_at = time.monotonic() + delay

@@ -22,8 +22,8 @@ class ReviewPolicy(BaseModel):
     """Who may decide on an image, and what a decision takes."""
 
     # Both empty: everyone in the channel may approve and reject.
-    approver_ids: frozenset[str] = frozenset()
-    approver_roles: frozenset[str] = frozenset()
+    approver_ids: Names = frozenset()
+    approver_roles: Names = frozenset()
     approvals_needed: int = Field(default=1, ge=1)
     requester_may_approve: bool = True
     auto_rerender_rejected: bool = False
@@ -31,25 +31,27 @@ class ReviewPolicy(BaseModel):
     # image can take.
     max_rerenders: int = Field(default=2, ge=0)
 
+    @field_validator("approver_ids", "approver_roles", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @property
     def open(self) -> bool:
         """Whether anyone may review (no approver list, no approver roles)."""
         return not self.approver_ids and not self.approver_roles
 
 
-class BotSettings(BaseSettings):
-    """Settings of a chat process; see ``.env.example``."""
+class BotSettings(ReviewPolicy, BaseSettings):
+    """Settings of a chat process; see ``.env.example``. The review policy's fields are
+    its own (``PROOFROOM_APPROVER_IDS`` ...), so the settings are the policy the desks read."""
 
     model_config = SettingsConfigDict(
         env_prefix="PROOFROOM_", env_file=".env", env_nested_delimiter="__", extra="ignore"
     )
 
-    approver_ids: Names = frozenset()
-    approver_roles: Names = frozenset()
-    approvals_needed: int = Field(default=1, ge=1)
-    requester_may_approve: bool = True
-    auto_rerender_rejected: bool = False
-    max_rerenders: int = Field(default=2, ge=0)
     # Where approved images go (PNG + JSON sidecar); None: <data_dir>/approved.
     export_dir: Path | None = None
     # Model for /imagine without --model or a template's model; None: the engine's default.
@@ -72,18 +74,6 @@ class BotSettings(BaseSettings):
     # which switch on a shipped example without editing it.
     calendars_dir: Path | None = None
     calendar_channels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("approver_ids", "approver_roles", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @property
-    def policy(self) -> ReviewPolicy:
-        """The review policy these settings describe."""
-        return ReviewPolicy(**{name: getattr(self, name) for name in ReviewPolicy.model_fields})
 
     def export_path(self, settings: Settings) -> Path:
         """The folder approved images are exported to."""

@@ -97,8 +97,9 @@ class BotState:
             for job_id in job_ids:
                 pipe.hgetall(self._key("job", job_id))
             hashes = [{as_text(k): as_text(v) for k, v in h.items()} for h in pipe.execute()]
-        results = [JobResult.model_validate_json(h["result"]) if "result" in h else None
-                   for h in hashes]  # fmt: skip
+        results = [
+            JobResult.model_validate_json(h["result"]) if "result" in h else None for h in hashes
+        ]
         # The message of each posted image (``image:{index}`` names it) holds its review.
         posted = [
             fields[f"image:{image.index}"]

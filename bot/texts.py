@@ -126,10 +126,16 @@ def progress_bar(step: int, total: int, *, width: int = BAR_WIDTH) -> str:
 
 
 def progress_line(
-    *, kind: str, spec_id: str, step: int | None = None, total: int | None = None,
-    position: int | None = None, count: int | None = None, seconds: float | None = None,
+    *,
+    kind: str,
+    spec_id: str,
+    step: int | None = None,
+    total: int | None = None,
+    position: int | None = None,
+    count: int | None = None,
+    seconds: float | None = None,
     message: str = "",
-) -> str:  # fmt: skip
+) -> str:
     """The job's single progress message, for each kind of job event."""
     if kind == "queued":
         place = f"place {position} in line" if position else "waiting for a worker"

@@ -122,6 +122,11 @@ class EventStream:
                 raise
         self._groups.add(group)
 
+    def drop_group(self, group: str) -> None:
+        """Delete consumer group ``group`` (a one-off reader such as ``proofroom batch``)."""
+        self.redis.xgroup_destroy(self.key, group)
+        self._groups.discard(group)
+
     def read(
         self, *, group: str, consumer: str, count: int = 100, block_ms: int = 1000
     ) -> list[tuple[str, JobEvent]]:
@@ -164,9 +169,13 @@ class EventStream:
         while True:
             try:
                 reply: Any = self.redis.xautoclaim(
-                    self.key, group, consumer, min_idle_time=min_idle_ms, start_id=cursor,
+                    self.key,
+                    group,
+                    consumer,
+                    min_idle_time=min_idle_ms,
+                    start_id=cursor,
                     count=100,
-                )  # fmt: skip
+                )
             except redis_lib.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise

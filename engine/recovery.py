@@ -102,8 +102,9 @@ class Heartbeat:
         try:
             self.redis.delete(alive_key(self.settings, self.worker_name))
         except CONNECTION_ERRORS:  # stopping while Redis is away: the key expires by itself
-            log.warning("worker %s stopped without Redis; its alive key will expire",
-                        self.worker_name)  # fmt: skip
+            log.warning(
+                "worker %s stopped without Redis; its alive key will expire", self.worker_name
+            )
 
     def beat(self) -> None:
         """Refresh this worker's alive key."""

@@ -244,6 +244,29 @@ def new_spec(*, limits: Limits, seed: int | None = None, **fields: object) -> Jo
     return spec
 
 
+def reseeded(
+    spec: JobSpec,
+    *,
+    limits: Limits,
+    parent: str,
+    count: int | None = None,
+    avoid: int | None = None,
+) -> JobSpec:
+    """The same job with a new id and a fresh seed (checked against ``limits`` again, which
+    may have changed since): re-renders and batch retries. ``avoid``: a seed not to draw."""
+    fields = spec.model_dump(exclude={"id", "seed", "count", "parent", "created_at"})
+    seed = random_seed()
+    if seed == avoid:  # one in four billion, but "a new seed" should be new
+        seed = (seed + 1) % (MAX_SEED + 1)
+    return new_spec(
+        limits=limits,
+        seed=seed,
+        count=spec.count if count is None else count,
+        parent=parent,
+        **fields,  # without an id: JobSpec makes a new one
+    )
+
+
 def _between(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         shown = f"{value:g}" if isinstance(value, float) else str(value)

@@ -29,11 +29,16 @@ import socket
 import sys
 import uuid
 from datetime import timedelta
+from types import TracebackType
 from typing import Any, TypeVar
 
 import redis as redis_lib
 from rq import SimpleWorker
 from rq.exceptions import StopRequested
+from rq.executions import Execution
+from rq.job import Job
+from rq.queue import Queue
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker_registration import REDIS_WORKER_KEYS
@@ -48,6 +53,9 @@ from engine.tasks import JobVanished, WorkerContext, configure
 log = logging.getLogger(__name__)
 
 W = TypeVar("W", bound="ProofroomWorker")
+
+# What sys.exc_info() returns, as RQ hands it to its failure hooks.
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 
 # How long the worker blocks on the queues before it checks whether it should stop.
 POLL_S = 1
@@ -69,7 +77,9 @@ class ProofroomWorker(SimpleWorker):
         """Stop after the current job (or within ``POLL_S`` when idle); safe from any thread."""
         self._stop_requested = True
 
-    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
         # RQ blocks for up to worker_ttl - 15 s and loops on timeouts without looking at
         # _stop_requested; short polls let a stop (or a thread's stop) take effect quickly.
         if timeout is None:  # burst: non-blocking
@@ -114,18 +124,23 @@ class ProofroomWorker(SimpleWorker):
             raise ForcedShutdown()
         raise SystemExit(1)
 
-    def _finalize_failure(self, job, queue, execution, exc_info) -> None:
+    def _finalize_failure(
+        self, job: Job, queue: Queue, execution: Execution, exc_info: ExcInfo
+    ) -> None:
         """A job that Redis came back without is dropped: RQ would write its status, result
         and registries back, resurrecting a job that nobody follows any more."""
         if exc_info[0] is not JobVanished:
             return super()._finalize_failure(job, queue, execution, exc_info)
         log.warning(
-            "worker %s: job %s is gone from Redis (restarted without persistence); "
-            "dropping it", self.name, job.id,
-        )  # fmt: skip
+            "worker %s: job %s is gone from Redis (restarted without persistence); dropping it",
+            self.name,
+            job.id,
+        )
         self.executions.pop(execution.id, None)
 
-    def handle_exception(self, job, *exc_info):
+    def handle_exception(
+        self, job: Job, *exc_info: type[BaseException] | BaseException | TracebackType | None
+    ) -> None:
         """Log a job's exception; an interrupted job gets one line, not a traceback."""
         if exc_info and exc_info[0] is ForcedShutdown:
             log.warning("worker %s: job %s interrupted by a forced stop", self.name, job.id)
@@ -133,8 +148,13 @@ class ProofroomWorker(SimpleWorker):
         super().handle_exception(job, *exc_info)
 
     def handle_job_failure(
-        self, job, queue, started_job_registry=None, exc_string="", execution=None
-    ):
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: StartedJobRegistry | None = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
         """A job interrupted by :meth:`request_force_stop` goes back to its queue instead of
         failing; then the worker exits."""
         if not getattr(self, "_forced", False):

@@ -54,10 +54,18 @@ class RedisServer:
         else:
             persistence = ["--appendonly", "no", "--save", ""]
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.workdir), *persistence],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                *persistence,
+            ],
             stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + timeout
         while not answers(self.url):
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -1,4 +1,4 @@
-"""Fixtures of the bot tests: the ``chat`` conversation (see ``bot.pytest_plugin``), an
+"""Fixtures of the bot tests: the ``chat`` conversation (see ``bot.testing.plugin``), an
 embedded ``worker``, and :func:`queued_jobs`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import redis as redis_lib
 from rq import Queue
 
-from bot.pytest_plugin import bot_settings, chat  # noqa: F401
+from bot.testing.plugin import bot_settings, chat  # noqa: F401
 from engine.embedded import start_embedded_worker
 from engine.queue import queue_names
 from engine.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.ports import ChatAdapter, MessageRef, vote_for_emoji
-from bot.testing import FakeAdapter
+from bot.testing.chat import FakeAdapter
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from bot.followed import LOST_MESSAGE
-from bot.testing import FakeChat
+from bot.jobs.followed import LOST_MESSAGE
+from bot.testing.chat import FakeChat
 from tests.engine.jobs_fixtures import isolated_settings, new_prefix
 from tests.redis_server import RedisServer
 from tests.waiting import wait_for
@@ -52,8 +52,10 @@ def _queued(chat: FakeChat, text: str) -> tuple[str, list]:
     reply = chat.command(text)
     match = re.search(r"Queued job `([^`]+)`", reply.text)
     assert match and reply.thread is not None, reply.text
-    wait_for(lambda: any("Queued" in m.text for m in chat.thread(reply.thread)[1:]),
-             what="the job's progress message")  # fmt: skip
+    wait_for(
+        lambda: any("Queued" in m.text for m in chat.thread(reply.thread)[1:]),
+        what="the job's progress message",
+    )
     return match.group(1), chat.thread(reply.thread)
 
 

@@ -161,10 +161,17 @@ class WorkerProcess:
             "HF_HUB_OFFLINE": "1",
         }
         command = [
-            sys.executable, "-m", "engine.worker", "--name", self.name,
-            "--heartbeat-ttl", str(heartbeat_ttl), "--heartbeat-interval", str(heartbeat_interval),
+            sys.executable,
+            "-m",
+            "engine.worker",
+            "--name",
+            self.name,
+            "--heartbeat-ttl",
+            str(heartbeat_ttl),
+            "--heartbeat-interval",
+            str(heartbeat_interval),
             *(args or []),
-        ]  # fmt: skip
+        ]
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT

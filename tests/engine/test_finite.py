@@ -184,14 +184,26 @@ def test_full_precision_restores_every_tensor() -> None:
     ("seeds", "count", "sentence"),
     [
         ({0: 7}, 1, "the image came out blank (the model produced invalid values, NaN) for seed 7"),
-        ({0: 7, 1: 8, 2: 9}, 3, "all 3 images came out blank (the model produced invalid values, "
-         "NaN) for seeds 7, 8 and 9"),
-        ({2: 9}, 4, "image 3 of 4 (seed 9) came out blank (the model produced invalid values, "
-         "NaN) and is left out"),
-        ({3: 10, 1: 8}, 4, "images 2 and 4 of 4 (seeds 8 and 10) came out blank (the model "
-         "produced invalid values, NaN) and are left out"),
+        (
+            {0: 7, 1: 8, 2: 9},
+            3,
+            "all 3 images came out blank (the model produced invalid values, "
+            "NaN) for seeds 7, 8 and 9",
+        ),
+        (
+            {2: 9},
+            4,
+            "image 3 of 4 (seed 9) came out blank (the model produced invalid values, "
+            "NaN) and is left out",
+        ),
+        (
+            {3: 10, 1: 8},
+            4,
+            "images 2 and 4 of 4 (seeds 8 and 10) came out blank (the model "
+            "produced invalid values, NaN) and are left out",
+        ),
     ],
-)  # fmt: skip
+)
 def test_blank_sentences(seeds: dict[int, int], count: int, sentence: str) -> None:
     assert finite.blank_sentence(seeds=seeds, count=count) == (
         f"{sentence}; try another seed, sampler or prompt"

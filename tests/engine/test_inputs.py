@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from engine.control import canny, control_image
 from engine.inputs import Fit, InputImageError, decode, fit, overlay, prepare, to_mask
-from tests.bot.discord.images import png_bomb
+from tests.bot.adapters.discord.images import png_bomb
 
 LIMIT = 4096 * 4096
 

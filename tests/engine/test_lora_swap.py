@@ -74,8 +74,9 @@ def test_derived_pipelines_use_the_adapters_loaded_once(fresh, tiny_job, artifac
     without = run(tiny_job(prompt=PROMPT, mode="img2img", init_image=init))
     assert not np.array_equal(with_a, without)
     assert sum(cache.lora_reads.values()) == 1  # not loaded again for the img2img pipeline
-    assert np.array_equal(run(tiny_job(prompt=PROMPT, loras=A, mode="img2img", init_image=init)),
-                          with_a)  # fmt: skip
+    assert np.array_equal(
+        run(tiny_job(prompt=PROMPT, loras=A, mode="img2img", init_image=init)), with_a
+    )
 
 
 def test_beyond_the_cap_the_least_recently_used_adapter_is_deleted(

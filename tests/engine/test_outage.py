@@ -51,8 +51,10 @@ def test_commands_wait_out_a_restart_and_the_outage_is_two_log_lines(
     wait_for(lambda: outage.down, what="a writer to find Redis away")
     server.start()
     after = list(written)
-    wait_for(lambda: all(w > a + 10 for w, a in zip(written, after, strict=True)),
-             what="every writer to go on")  # fmt: skip
+    wait_for(
+        lambda: all(w > a + 10 for w, a in zip(written, after, strict=True)),
+        what="every writer to go on",
+    )
     finished.set()
     for thread in writers:
         thread.join(10)

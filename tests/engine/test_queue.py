@@ -55,9 +55,11 @@ def test_queues_are_per_priority_and_family_interactive_first(queue: JobQueue) -
     settings = queue.settings
     prefix = settings.key_prefix
     assert queue_names(settings) == [
-        f"{prefix}-interactive-sd15", f"{prefix}-interactive-sdxl",
-        f"{prefix}-bulk-sd15", f"{prefix}-bulk-sdxl",
-    ]  # fmt: skip
+        f"{prefix}-interactive-sd15",
+        f"{prefix}-interactive-sdxl",
+        f"{prefix}-bulk-sd15",
+        f"{prefix}-bulk-sdxl",
+    ]
     assert queue_names(settings, ["sdxl"]) == [f"{prefix}-interactive-sdxl", f"{prefix}-bulk-sdxl"]
     with pytest.raises(ValueError, match="unknown model family"):
         queue_names(settings, ["sd3"])

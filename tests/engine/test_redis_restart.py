@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_lib
 
-from bot.followed import LOST_MESSAGE
-from bot.testing import FakeChat, FakeMessage
+from bot.jobs.followed import LOST_MESSAGE
+from bot.testing.chat import FakeChat, FakeMessage
 from engine.events import EventStream
 from tests.engine.jobs_fixtures import WorkerProcess, isolated_settings, new_prefix, wait_for
 from tests.redis_server import RedisServer
@@ -98,8 +98,12 @@ def test_a_redis_restart_mid_job_keeps_the_worker_and_ends_the_job_once(system: 
     chat, worker, server = system.chat, system.worker, system.server
     job_id, card = system.command(f"/imagine a red mug on a table --n 1 --steps {STEPS}")
     wait_for(lambda: chat.service.followed.follows(job_id), what="the bot to follow the job")
-    wait_for(lambda: system.step(job_id) >= RESTART_AT, timeout=60, interval=0.05,
-             what=f"step {RESTART_AT} of {STEPS}")  # fmt: skip
+    wait_for(
+        lambda: system.step(job_id) >= RESTART_AT,
+        timeout=60,
+        interval=0.05,
+        what=f"step {RESTART_AT} of {STEPS}",
+    )
     assert system.events.terminal_kind(job_id) is None  # mid-job
 
     server.stop()
@@ -120,8 +124,11 @@ def test_a_redis_restart_mid_job_keeps_the_worker_and_ends_the_job_once(system: 
     if server.persistent:
         wait_for(lambda: chat.images(card.ref), timeout=60, what="the job's image")
     else:
-        wait_for(lambda: any(told in m.text for m in chat.thread(card.ref)), timeout=60,
-                 what="the requester to be told")  # fmt: skip
+        wait_for(
+            lambda: any(told in m.text for m in chat.thread(card.ref)),
+            timeout=60,
+            what="the requester to be told",
+        )
     # Still serving: a new job is rendered and posted.
     _, second = system.command("/imagine a blue cup --n 1 --steps 2")
     wait_for(lambda: chat.images(second.ref), timeout=60, what="a later job's image")

@@ -93,8 +93,12 @@ def _enqueue_without_torch(backend: Backend, spec) -> str:
     }
     done = subprocess.run(
         [sys.executable, "-c", code, spec.model_dump_json()],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout.strip()
 
 

@@ -105,9 +105,15 @@ def test_inpainting_leaves_every_pixel_outside_the_mask_unchanged(
     # VAE's round-trip error: this is what the overlay removes.
     loaded, _ = pipeline_cache.acquire(catalog.model("tiny"))
     raw = loaded.pipeline(Mode.inpaint)(
-        prompt=spec.prompt, image=picture, mask_image=mask, strength=1.0, num_inference_steps=3,
-        generator=torch.Generator("cpu").manual_seed(spec.seed), width=64, height=64,
-    ).images[0]  # fmt: skip
+        prompt=spec.prompt,
+        image=picture,
+        mask_image=mask,
+        strength=1.0,
+        num_inference_steps=3,
+        generator=torch.Generator("cpu").manual_seed(spec.seed),
+        width=64,
+        height=64,
+    ).images[0]
     drift = mean_error(np.asarray(raw)[outside], original[outside])
     assert drift > 0.5 * round_trip_error(loaded.pipe, picture)
 
@@ -118,8 +124,13 @@ def test_controlnet_output_follows_the_control_image(tiny_job, run_job, pixels, 
     ImageDraw.Draw(ring).ellipse((8, 8, 56, 56), outline=(255, 255, 255), width=4)
 
     def render(control: Image.Image, **fields: Any) -> np.ndarray:
-        spec = tiny_job(mode="controlnet", control_image=put(control), control_type="canny",
-                        controlnet="tiny-canny", **fields)  # fmt: skip
+        spec = tiny_job(
+            mode="controlnet",
+            control_image=put(control),
+            control_type="canny",
+            controlnet="tiny-canny",
+            **fields,
+        )
         return pixels(run_job(spec).images[0].artifact_id)
 
     with_box, with_ring = render(box), render(ring)
@@ -174,7 +185,7 @@ def test_jobs_of_every_mode_use_one_model_load(
         tiny_job(mode="inpaint", init_image=picture, mask_image=put(square_mask())),
         tiny_job(
             mode="controlnet", control_image=picture, control_type="canny", controlnet="tiny-canny"
-        ),  # fmt: skip
+        ),
         tiny_job(mode="img2img", init_image=picture, seed=9),
     ]
     for spec in specs:
@@ -189,9 +200,13 @@ def test_xl_modes_render(tiny_job, run_job, put) -> None:
     for fields in (
         {"mode": "img2img", "init_image": picture},
         {"mode": "inpaint", "init_image": picture, "mask_image": put(square_mask())},
-        {"mode": "controlnet", "control_image": picture, "control_type": "canny",
-         "controlnet": "tiny-xl-canny"},
-    ):  # fmt: skip
+        {
+            "mode": "controlnet",
+            "control_image": picture,
+            "control_type": "canny",
+            "controlnet": "tiny-xl-canny",
+        },
+    ):
         image = run_job(tiny_job(model="tiny-xl", steps=2, **fields)).images[0]
         assert (image.width, image.height) == (64, 64)
 
@@ -201,26 +216,64 @@ def test_xl_modes_render(tiny_job, run_job, put) -> None:
     [
         ({"mode": "img2img"}, "img2img needs an init image; attach the image to start from"),
         ({"mode": "inpaint", "init_image": "ID"}, "inpainting needs a mask"),
-        ({"mode": "img2img", "init_image": "ID", "strength": 1.5},
-         "strength must be between 0 and 1; you asked for 1.5"),
+        (
+            {"mode": "img2img", "init_image": "ID", "strength": 1.5},
+            "strength must be between 0 and 1; you asked for 1.5",
+        ),
         ({"strength": 0.5}, "strength says how far to move from a starting image"),
-        ({"mode": "img2img", "init_image": "ID", "mask_image": "ID"},
-         "a mask is used only by inpaint jobs, not by img2img jobs"),
-        ({"mode": "controlnet", "control_image": "ID", "controlnet": "tiny-canny"},
-         "a ControlNet job needs a control type: canny, depth, openpose, scribble"),
-        ({"mode": "controlnet", "control_image": "ID", "control_type": "canny",
-          "controlnet": "tiny-canny", "control_scale": 3.0}, "control scale must be between 0 and 2"),
-        ({"mode": "controlnet", "control_image": "ID", "control_type": "canny",
-          "controlnet": "tiny-canny", "control_start": 0.6, "control_end": 0.4},
-         "the control guide must start before it ends; you asked for start 0.6 and end 0.4"),
-        ({"mode": "img2img", "init_image": "../../etc/passwd"},
-         "a starting image must be a stored image; `../../etc/passwd` is not"),
-        ({"mode": "controlnet", "control_image": "ID", "control_type": "depth",
-          "controlnet": "tiny-canny"}, "ControlNet `tiny-canny` reads canny guides, not depth"),
-        ({"mode": "controlnet", "control_image": "ID", "control_type": "canny",
-          "controlnet": "tiny-xl-canny"}, "ControlNet `tiny-xl-canny` is made for sdxl models"),
+        (
+            {"mode": "img2img", "init_image": "ID", "mask_image": "ID"},
+            "a mask is used only by inpaint jobs, not by img2img jobs",
+        ),
+        (
+            {"mode": "controlnet", "control_image": "ID", "controlnet": "tiny-canny"},
+            "a ControlNet job needs a control type: canny, depth, openpose, scribble",
+        ),
+        (
+            {
+                "mode": "controlnet",
+                "control_image": "ID",
+                "control_type": "canny",
+                "controlnet": "tiny-canny",
+                "control_scale": 3.0,
+            },
+            "control scale must be between 0 and 2",
+        ),
+        (
+            {
+                "mode": "controlnet",
+                "control_image": "ID",
+                "control_type": "canny",
+                "controlnet": "tiny-canny",
+                "control_start": 0.6,
+                "control_end": 0.4,
+            },
+            "the control guide must start before it ends; you asked for start 0.6 and end 0.4",
+        ),
+        (
+            {"mode": "img2img", "init_image": "../../etc/passwd"},
+            "a starting image must be a stored image; `../../etc/passwd` is not",
+        ),
+        (
+            {
+                "mode": "controlnet",
+                "control_image": "ID",
+                "control_type": "depth",
+                "controlnet": "tiny-canny",
+            },
+            "ControlNet `tiny-canny` reads canny guides, not depth",
+        ),
+        (
+            {
+                "mode": "controlnet",
+                "control_image": "ID",
+                "control_type": "canny",
+                "controlnet": "tiny-xl-canny",
+            },
+            "ControlNet `tiny-xl-canny` is made for sdxl models",
+        ),
     ],
-)  # fmt: skip
+)
 def test_mode_fields_are_checked_with_sentences(
     fields: dict[str, Any], sentence: str, tiny_job, run_job, put
 ) -> None:

@@ -1,0 +1,124 @@
+"""How long the bot takes to answer ``/imagine``, with no worker: our own time per command.
+
+    python bench/commands.py                    # 30 rounds on REDIS_URL or 127.0.0.1:6379
+    python bench/commands.py --repeats 200 --redis-url redis://host:6379/0
+
+The real service (``bot.testing.chat.FakeChat`` with ``worker=False``: the real grammar,
+catalog, state, queue and event stream on a real Redis, a fake chat platform) answers a few
+command shapes, interleaved in each round so that a busy machine slows all of them alike:
+
+- plain: a prompt alone, queued;
+- template: a template with a LoRA and ``--ar``, queued;
+- meta: ``status``, which lists the user's jobs (they pile up over the rounds, none runs);
+- refusal: an unknown flag, answered without queueing.
+
+Each answer is checked to be the expected kind before it counts. Prints the median and the
+90th percentile of each shape over ``--repeats`` rounds (after one untimed round), next to the
+3 s within which Slack and Discord want an answer. Everything runs under a key prefix of its
+own, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis as redis_lib  # noqa: E402
+
+from bot.settings import BotSettings  # noqa: E402
+from bot.testing.chat import FakeChat  # noqa: E402
+from tests.engine.jobs_fixtures import isolated_settings, new_prefix, wipe  # noqa: E402
+
+PLATFORM_LIMIT_S = 3.0  # Slack acknowledges, Discord defers, within 3 s or the user sees a failure
+
+# name -> (command, how its answer starts)
+SHAPES: dict[str, tuple[str, str]] = {
+    "plain": ("/imagine a lighthouse at dusk, oil painting", "Queued job"),
+    "template": (
+        "/imagine product-photo product=mug --lora tiny-style:0.5 --ar 3:2",
+        "Queued job",
+    ),
+    "meta": ("/imagine status", ""),
+    "refusal": ("/imagine a cat --sed 3", "Unknown flag --sed"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its table."""
+    args = _parser().parse_args(argv)
+    client = redis_lib.Redis.from_url(args.redis_url)
+    prefix = new_prefix()
+    with tempfile.TemporaryDirectory(prefix="proofroom-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        (Path(tmp) / "calendars").mkdir()  # no calendar posts into the bench's channel
+        settings = isolated_settings(prefix=prefix, redis_url=args.redis_url, data_dir=data_dir)
+        bot_settings = BotSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            export_dir=data_dir / "approved",
+            calendars_dir=Path(tmp) / "calendars",
+        )
+        try:
+            chat = FakeChat(
+                settings=settings, redis=client, bot_settings=bot_settings, worker=False
+            )
+            try:
+                times = _run(chat, repeats=args.repeats)
+            finally:
+                chat.close()
+        finally:
+            wipe(client, prefix)  # the service's keys and the queued jobs
+            client.close()
+    print(f"/imagine answered by the service, no worker; {args.repeats} rounds, {args.redis_url}")
+    print(f"{'shape':<10}{'median':>10}{'p90':>10}  command")
+    for name, (command, _) in SHAPES.items():
+        t = times[name]
+        print(f"{name:<10}{_ms(statistics.median(t)):>10}{_ms(_p90(t)):>10}  {command}")
+    limit = _ms(PLATFORM_LIMIT_S)
+    print(f"{'limit':<10}{limit:>10}{limit:>10}  Slack's and Discord's time to answer")
+    return 0
+
+
+def _run(chat: FakeChat, *, repeats: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in SHAPES}
+    for round_ in range(repeats + 1):
+        for name, (command, expected) in SHAPES.items():
+            started = time.perf_counter()
+            reply = chat.command(command)
+            elapsed = time.perf_counter() - started
+            if not reply.text.startswith(expected):
+                raise SystemExit(f"{name}: {command!r} answered {reply.text!r}")
+            if round_:  # round 0 warms up: catalog, connections, first parse
+                times[name].append(elapsed)
+    return times
+
+
+def _p90(values: list[float]) -> float:
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=10, method="inclusive")[-1]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--repeats", type=int, default=30, help="rounds (default 30)")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="a Redis to use (default: REDIS_URL, else 127.0.0.1:6379)",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

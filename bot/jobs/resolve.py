@@ -1,0 +1,172 @@
+"""From what the user typed to a complete ``JobSpec``: template, model, LoRAs and defaults.
+
+Precedence for every setting: the command's flag, then the template, then the model's
+catalog entry (then the bot's defaults). Resolving here, in the chat process, means a user
+hears about a typo or a limit before anything is queued; the worker checks the spec again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.grammar.parse import ImagineRequest, size_for_aspect
+from bot.jobs.inputs import JobInputs, check_inputs, sort_inputs, store_fields, store_inputs
+from bot.ports import Attachment
+from bot.settings import BotSettings
+from engine.catalog import Catalog, ModelEntry
+from engine.errors import MissingVariables, UserError
+from engine.inputs import PreparedInputs
+from engine.settings import Settings
+from engine.spec import CONTROL_TYPES, JobSpec, LoraRef, Mode, new_spec
+from engine.store import ArtifactStore
+
+# What each reserved flag waits for; the grammar accepts them so commands written today
+# keep working once the workflow lands.
+STAND_IN_ID = "19700101-0000000000000000.png"  # well formed, never stored
+NOT_YET = {
+    "variations": "variations of an existing image (react \U0001f501 on an image for now)",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedJob:
+    """A validated spec and, with attached images, those images as the job will see them."""
+
+    spec: JobSpec
+    inputs: PreparedInputs | None = None
+
+
+def resolve_job(
+    request: ImagineRequest,
+    *,
+    catalog: Catalog,
+    settings: Settings,
+    bot_settings: BotSettings,
+    requested_by: str,
+    attachments: Sequence[Attachment] = (),
+    store: ArtifactStore | None = None,
+) -> ResolvedJob:
+    """The spec for ``request``; :class:`UserError` with a sentence for the user.
+
+    Attached images make an img2img, inpaint or ControlNet job (``bot.jobs.inputs``); they
+    are checked like the worker will check them and then put in ``store``, and the spec
+    carries their artifact ids.
+    """
+    for name in request.flags:
+        raise UserError(
+            f"--{name} is not available yet; it comes with {NOT_YET.get(name, 'a later release')}. "
+            "Leave it out for now."
+        )
+    inputs = sort_inputs(tuple(attachments), mask=request.mask, control=request.control is not None)
+    mode = inputs.mode
+    template = catalog.template(request.template) if request.template else None
+    model = catalog.model(
+        request.model or (template.model if template else None) or bot_settings.model_name(settings)
+    )
+    if template is not None:
+        try:
+            prompt, negative = template.render(request.variables, extra=request.prompt)
+        except MissingVariables as exc:
+            if request.variables:
+                raise
+            # "/imagine character design of a robot" may mean the word, not the template.
+            raise MissingVariables(
+                f"{exc.message}. (To use `{template.name}` as an ordinary word, start the "
+                f"prompt with another word, e.g. `/imagine a {template.name} ...`.)",
+                template=exc.template,
+                missing=exc.missing,
+            ) from None
+    else:
+        prompt, negative = request.prompt, ""
+    if request.negative:
+        negative = f"{negative}, {request.negative}" if negative else request.negative
+
+    weights: dict[str, float | None] = dict(template.loras) if template else {}
+    for lora in request.loras:
+        weights[lora.name] = lora.weight if lora.weight is not None else weights.get(lora.name)
+    loras = []
+    for name, weight in weights.items():
+        entry = catalog.lora(name, family=model.family)
+        loras.append(LoraRef(name=entry.name, weight=entry.weight if weight is None else weight))
+
+    if request.size:
+        width, height = request.size
+    elif request.aspect:
+        width, height = size_for_aspect(
+            request.aspect, pixels=model.width * model.height, min_side=settings.limits.min_side
+        )
+    else:
+        width, height = model.width, model.height
+
+    fields: dict[str, Any] = dict(
+        prompt=prompt,
+        negative_prompt=negative,
+        model=model.name,
+        loras=loras,
+        sampler=_first(request.sampler, template and template.sampler, model.sampler),
+        steps=_first(request.steps, template and template.steps, model.steps),
+        cfg_scale=_first(request.cfg, template and template.cfg_scale, model.cfg_scale),
+        width=width,
+        height=height,
+        count=request.count if request.count is not None else bot_settings.default_count,
+        requested_by=requested_by,
+        template=template.name if template else None,
+        variables=dict(request.variables),
+        mode=mode,
+        **_image_fields(request, inputs, mode=mode, catalog=catalog, model=model),
+    )
+    if inputs.by_role():
+        if store is None:
+            raise ValueError("attached images need an artifact store")
+        fields["input_fit"] = settings.input_fit  # recorded: a re-render fits them alike
+        prepared = check_inputs(inputs, spec_size=(width, height), settings=settings)
+        # Every other check first, with stand-in ids, so a refused command stores nothing.
+        stand_ins = dict.fromkeys(store_fields(inputs), STAND_IN_ID)
+        new_spec(limits=settings.limits, seed=request.seed, **fields, **stand_ins)
+        fields |= store_inputs(inputs, store=store, requested_by=requested_by)
+        return ResolvedJob(new_spec(limits=settings.limits, seed=request.seed, **fields), prepared)
+    return ResolvedJob(new_spec(limits=settings.limits, seed=request.seed, **fields))
+
+
+def _image_fields(
+    request: ImagineRequest, inputs: JobInputs, *, mode: Mode, catalog: Catalog, model: ModelEntry
+) -> dict[str, Any]:
+    """Strength and ControlNet settings of ``request`` for ``mode``; flags that need an
+    attached image are refused without one."""
+    if request.strength is not None and mode not in (Mode.img2img, Mode.inpaint):
+        raise UserError(
+            "--strength says how far to move from an attached image; attach the image to "
+            "start from, or leave --strength out"
+        )
+    if mode is not Mode.controlnet:
+        if request.control is not None:
+            raise UserError(
+                f"--control {request.control} needs an attached image: a photo to take the "
+                "edges from (canny), or a prepared depth map, pose or scribble"
+            )
+        if request.control_scale is not None:
+            raise UserError("--control-scale needs a control image; attach one with --control")
+        return {"strength": request.strength}
+    # A control image without --control (a Discord option): edges are the one guide that
+    # any photo gives.
+    wanted = request.control or "canny"
+    if wanted in CONTROL_TYPES:
+        entry = catalog.controlnet_for(model, wanted)
+    elif wanted in catalog.controlnets:
+        entry = catalog.controlnet(wanted, model=model)
+    else:
+        close = catalog.suggest("ControlNet", wanted)
+        hint = f"; did you mean `{close}`?" if close else ""
+        raise UserError(
+            f"--control takes {', '.join(CONTROL_TYPES)} or a ControlNet name; "
+            f"`{wanted}` is neither{hint}"
+        )
+    scale = request.control_scale if request.control_scale is not None else entry.scale
+    return {"control_type": entry.control, "controlnet": entry.name, "control_scale": scale}
+
+
+def _first(*values: object) -> object:
+    """The first value that is set (0 counts as set; None and a missing template do not)."""
+    return next(v for v in values if v is not None and v is not False and v != "")
