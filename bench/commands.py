@@ -9,7 +9,8 @@ command shapes, interleaved in each round so that a busy machine slows all of th
 
 - plain: a prompt alone, queued;
 - template: a template with a LoRA and ``--ar``, queued;
-- meta: ``status``, which lists the user's jobs (they pile up over the rounds, none runs);
+- meta: ``status`` from a user with 3 queued jobs (the others' jobs pile up over the rounds,
+  as none runs; this user's list stays the same length);
 - refusal: an unknown flag, answered without queueing.
 
 Each answer is checked to be the expected kind before it counts. Prints the median and the
@@ -38,15 +39,19 @@ from tests.engine.jobs_fixtures import isolated_settings, new_prefix, wipe  # no
 
 PLATFORM_LIMIT_S = 3.0  # Slack acknowledges, Discord defers, within 3 s or the user sees a failure
 
-# name -> (command, how its answer starts)
-SHAPES: dict[str, tuple[str, str]] = {
-    "plain": ("/imagine a lighthouse at dusk, oil painting", "Queued job"),
+STATUS_USER = "U2"  # queues STATUS_JOBS jobs before the rounds, then only asks for status
+STATUS_JOBS = 3
+
+# name -> (command, user, how its answer starts)
+SHAPES: dict[str, tuple[str, str, str]] = {
+    "plain": ("/imagine a lighthouse at dusk, oil painting", "U1", "Queued job"),
     "template": (
         "/imagine product-photo product=mug --lora tiny-style:0.5 --ar 3:2",
+        "U1",
         "Queued job",
     ),
-    "meta": ("/imagine status", ""),
-    "refusal": ("/imagine a cat --sed 3", "Unknown flag --sed"),
+    "meta": ("/imagine status", STATUS_USER, "Your jobs:"),
+    "refusal": ("/imagine a cat --sed 3", "U1", "Unknown flag --sed"),
 }
 
 
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
     print(f"/imagine answered by the service, no worker; {args.repeats} rounds, {args.redis_url}")
     print(f"{'shape':<10}{'median':>10}{'p90':>10}  command")
-    for name, (command, _) in SHAPES.items():
+    for name, (command, _, _) in SHAPES.items():
         t = times[name]
         print(f"{name:<10}{_ms(statistics.median(t)):>10}{_ms(_p90(t)):>10}  {command}")
     limit = _ms(PLATFORM_LIMIT_S)
@@ -87,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(chat: FakeChat, *, repeats: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in SHAPES}
+    for k in range(STATUS_JOBS):
+        chat.command(f"/imagine a kite number {k} --n 1", user=STATUS_USER)
     for round_ in range(repeats + 1):
-        for name, (command, expected) in SHAPES.items():
+        for name, (command, user, expected) in SHAPES.items():
             started = time.perf_counter()
-            reply = chat.command(command)
+            reply = chat.command(command, user=user)
             elapsed = time.perf_counter() - started
             if not reply.text.startswith(expected):
                 raise SystemExit(f"{name}: {command!r} answered {reply.text!r}")

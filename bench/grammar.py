@@ -29,12 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.bot.grammar.test_tokens import reference_tokenize  # noqa: E402
-
 from bot.grammar.parse import parse  # noqa: E402
 from bot.grammar.tokens import TokenizeError, tokenize  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
 from engine.settings import REPO_ROOT  # noqa: E402
+from tests.bot.grammar.test_tokens import reference_tokenize  # noqa: E402
 
 SIZES = (3_000, 12_000, 36_000, 100_000)
 

@@ -233,7 +233,7 @@ def requester_key(platform: str, user: str) -> str:
 
 class Submit(Protocol):
     """Queue ``spec`` with its results routed to ``thread`` and return the job id
-    (``BotService.submit``): how a desk queues a job without holding the service."""
+    (the service's ``submit``): how a desk queues a job without holding the service."""
 
     def __call__(self, spec: JobSpec, *, thread: MessageRef, requester: str) -> str: ...
 

@@ -6,16 +6,15 @@ returns the immediate reply), :meth:`BotService.handle_reaction` for reactions, 
 events into threads. Everything the service remembers is in Redis (``bot.state``), so a new
 ``BotService`` after a restart carries on where the old one stopped.
 
-Redis outages: :meth:`BotService.pump_until` logs one line when Redis goes away and one when it
-is back (``engine.outage``), waits with backoff meanwhile, then reads again the events it had
-in hand and looks for jobs Redis lost (``bot.jobs.followed``): their threads are told.
+The event loop itself, with its retries and its way through a Redis outage, is
+``bot.jobs.pump``; the workflows (``bot.batch``, ``bot.calendars``) and review
+(``bot.review``) are desks built here with the collaborators each uses.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
@@ -35,6 +34,7 @@ from bot.jobs import meta
 from bot.jobs.delivery import Delivery
 from bot.jobs.followed import FollowedJobs
 from bot.jobs.inputs import post_inputs
+from bot.jobs.pump import EventPump
 from bot.jobs.resolve import resolve_job
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent, requester_key
 from bot.records import ImageRecord, JobRecord
@@ -43,8 +43,8 @@ from bot.settings import BotSettings
 from bot.state import BotState
 from engine.catalog import Catalog
 from engine.errors import UserError
-from engine.events import EventStream, JobEvent
-from engine.outage import CONNECTION_ERRORS, Outage
+from engine.events import EventStream
+from engine.outage import Outage
 from engine.queue import JobQueue
 from engine.settings import Settings
 from engine.spec import JobSpec
@@ -53,12 +53,6 @@ from engine.store import ArtifactStore, store_from_settings
 log = logging.getLogger(__name__)
 
 TRY_AGAIN = "something went wrong on our side and nothing was queued; please try again in a minute"
-# A chat API can fail for a while (rate limits, an outage): an event that could not be shown
-# is read again after a pause, a few times, before it is given up.
-MAX_DELIVERY_ATTEMPTS = 5
-RETRY_BASE_S = 0.5
-# While Redis is away the event loop tries again after 0.5 s, 1 s, 2 s ... at most this long.
-OUTAGE_MAX_WAIT_S = 2.0
 
 
 class BotService:
@@ -124,10 +118,18 @@ class BotService:
         )
         self.calendars = self.calendar_desk()
         self.delivery.observers.append(self.batches.on_event)
-        self._attempts: dict[str, int] = {}
-        self._retry_at: float | None = None
         self.outage = Outage(name=f"bot ({adapter.platform})", logger=log)
         self.followed = FollowedJobs(state=self.state, queue=queue, platform=adapter.platform)
+        self.pump_loop = EventPump(
+            events=events,
+            delivery=self.delivery,
+            followed=self.followed,
+            outage=self.outage,
+            group=self.group,
+            consumer=self.consumer,
+            # Read at each pump, so a desk swapped in (tests, a reload) is the one ticked.
+            before_read=lambda: self.calendars.tick(),
+        )
 
     def calendar_desk(
         self, *, calendars: dict[str, Calendar] | None = None, clock: Clock = utc_now
@@ -335,77 +337,12 @@ class BotService:
     # -- job events -----------------------------------------------------------------------
 
     def pump_until(self, stop: threading.Event, *, block_ms: int = 1000) -> None:
-        """:meth:`pump` until ``stop`` is set (checked after each read of up to
-        ``block_ms``): every runner's event loop. Redis away: one line when it goes, one
-        when it is back, tries with backoff between; after it, the events in hand are read
-        again and lost jobs are told (``bot.jobs.followed``). Any other failure is logged and tried
-        again after a second, without spinning and without ending the loop."""
-        failures = 0
-        while not stop.is_set():
-            try:
-                self.pump(block_ms=block_ms)
-                if failures:
-                    self.outage.recovered(reconnected=True)
-                    # A read in flight when Redis went may have been recorded but never
-                    # answered: read this consumer's pending entries again.
-                    self.events.replay(group=self.group, consumer=self.consumer)
-                self.followed.watch(after_outage=failures > 0)
-                failures = 0
-            except CONNECTION_ERRORS as exc:
-                failures += 1
-                self.outage.failed(exc)
-                stop.wait(min(OUTAGE_MAX_WAIT_S, RETRY_BASE_S * 2 ** min(failures - 1, 8)))
-            except Exception:
-                log.exception("event pump failed; retrying in 1 s")
-                stop.wait(1.0)
+        """Every runner's event loop until ``stop`` is set (``bot.jobs.pump``)."""
+        self.pump_loop.run_until(stop, block_ms=block_ms)
 
     def pump(self, *, block_ms: int = 1000, count: int = 100) -> int:
-        """Read job events (waiting up to ``block_ms``), show them in their threads, ack
-        them; return how many were read. Call in a loop. Calendar schedules are checked
-        here too (every 30 s), so every adapter's loop runs them."""
-        try:
-            self.calendars.tick()
-        except CONNECTION_ERRORS:
-            raise  # Redis away: the event loop waits for it (one log line, not one per tick)
-        except Exception:
-            log.exception("calendar tick failed; will try again")
-        if self._retry_at is not None and time.monotonic() >= self._retry_at:
-            # The unacknowledged entries (those that failed) are read again first.
-            self._retry_at = None
-            self.events.replay(group=self.group, consumer=self.consumer)
-        batch = self.events.read(
-            group=self.group, consumer=self.consumer, count=count, block_ms=block_ms
-        )
-        for position, (entry_id, event) in enumerate(batch):
-            if not event.terminal and _superseded(event, batch[position + 1 :]):
-                self.events.ack(group=self.group, entry_id=entry_id)
-                continue  # a later event of the same job is in hand: one edit, not several
-            try:
-                self.delivery.handle(event)
-            except UserError as exc:
-                log.warning("job %s: %s; event dropped", event.job_id, exc.message)
-            except CONNECTION_ERRORS:
-                raise  # not the event's fault: it stays pending and is read again after
-            except Exception:
-                # Left unacknowledged and read again later (or after a restart); what was
-                # posted is recorded, so nothing is posted twice.
-                attempts = self._attempts[entry_id] = self._attempts.get(entry_id, 0) + 1
-                log.exception(
-                    "job %s: could not show %s event (attempt %d of %d)",
-                    event.job_id,
-                    event.kind,
-                    attempts,
-                    MAX_DELIVERY_ATTEMPTS,
-                )
-                if attempts < MAX_DELIVERY_ATTEMPTS:
-                    delay = RETRY_BASE_S * 2 ** (attempts - 1)
-                    retry_at = time.monotonic() + delay
-                    self._retry_at = min(self._retry_at or retry_at, retry_at)
-                    continue
-                log.error("job %s: giving up on its %s event", event.job_id, event.kind)
-            self._attempts.pop(entry_id, None)
-            self.events.ack(group=self.group, entry_id=entry_id)
-        return len(batch)
+        """One read of job events into their threads; how many were read (``bot.jobs.pump``)."""
+        return self.pump_loop.pump(block_ms=block_ms, count=count)
 
 
 def cancel_button(job_id: str) -> dict[str, str]:
@@ -417,10 +354,6 @@ def cancel_button(job_id: str) -> dict[str, str]:
         "label": "Cancel",
         "style": "danger",
     }
-
-
-def _superseded(event: JobEvent, later: list[tuple[str, JobEvent]]) -> bool:
-    return any(other.job_id == event.job_id for _, other in later)
 
 
 def _refusal(message: str) -> str:

@@ -1,7 +1,8 @@
 """The bot's durable state in Redis: jobs and their threads, image messages, votes, notices,
-the audit log. Nothing lives only in process memory, so a restarted bot (a new
-``BotService``) still routes results to their threads and still counts reactions on old
-images.
+the audit log. Nothing lives only in process memory, so a restarted bot (a new service)
+still routes results to their threads and still counts reactions on old images. The
+workflows keep their keys in state classes of their own (``bot.batch.state``,
+``bot.calendars.state``).
 
 Keys, all under ``{key_prefix}:bot:`` and expiring ``state_ttl_days`` after their last write:
 

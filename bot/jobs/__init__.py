@@ -1,17 +1,20 @@
 """Single jobs, the unit every workflow is built on: from a request to a spec (``resolve``,
 with attached images checked in ``attachments`` and ``inputs``), job events into threads
-(``delivery``), the jobs a bot follows through a Redis outage (``followed``), the commands
-about the bot (``meta``), and ``proofroom generate`` (``generate``, imported on use)."""
+(``delivery``, driven by the event loop in ``pump``), the jobs a bot follows through a Redis
+outage (``followed``), the commands about the bot (``meta``), and ``proofroom generate``
+(``generate``, imported on use)."""
 
 from bot.jobs.attachments import AttachmentError, check_declared_size, checked_attachment
 from bot.jobs.delivery import Delivery, spec_summary
 from bot.jobs.followed import FollowedJobs
 from bot.jobs.inputs import JobInputs, post_inputs
+from bot.jobs.pump import EventPump
 from bot.jobs.resolve import ResolvedJob, resolve_job
 
 __all__ = [
     "AttachmentError",
     "Delivery",
+    "EventPump",
     "FollowedJobs",
     "JobInputs",
     "ResolvedJob",

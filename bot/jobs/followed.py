@@ -6,7 +6,7 @@ once Redis has forgotten it: its record and its progress message. A Redis restar
 persistence comes back empty; RQ then has neither the job nor its queue, and no worker will
 ever publish its end.
 
-:meth:`FollowedJobs.watch` runs in the event loop (``BotService.pump_until``) after each read:
+:meth:`FollowedJobs.watch` runs in the event loop (``bot.jobs.pump``) after each read:
 
 - at most every ``refresh_s`` it reads the platform's open jobs (one SMEMBERS, then the hashes
   of jobs new to it, or that it still lacks a progress message for, or that left the set); a

@@ -45,7 +45,7 @@ IN_FORUM = (
 
 
 class Service(Protocol):
-    """What the app needs from ``bot.service.BotService``."""
+    """What the app needs from the service (``bot.service``)."""
 
     def handle_command(self, event: CommandEvent) -> str: ...
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class Core(Protocol):
-    """What the app calls: ``bot.service.BotService`` provides both."""
+    """What the app calls: the service (``bot.service``) provides both."""
 
     def handle_command(self, event: CommandEvent) -> str: ...
 
