@@ -25,7 +25,7 @@ from bot.batch.desk import BatchDesk
 from bot.batch.report import BatchReport
 from bot.batch.state import BatchState
 from bot.calendars.desk import CalendarDesk
-from bot.calendars.model import Calendar
+from bot.calendars.model import Calendar, load_calendars
 from bot.calendars.scheduler import Clock, utc_now
 from bot.calendars.state import CalendarState
 from bot.grammar.parse import BadCommand, MetaCommand, parse
@@ -35,7 +35,7 @@ from bot.jobs.delivery import Delivery
 from bot.jobs.followed import FollowedJobs
 from bot.jobs.inputs import post_inputs
 from bot.jobs.pump import EventPump
-from bot.jobs.resolve import resolve_job
+from bot.jobs.resolve import JobResolver
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent, requester_key
 from bot.records import ImageRecord, JobRecord
 from bot.review.desk import ReviewDesk, thread_of
@@ -77,6 +77,10 @@ class BotService:
         self.store = store
         self.settings = settings
         self.bot_settings = bot_settings
+        # Defaults worked out once: every desk that queues jobs resolves them through this.
+        self.resolver = JobResolver(
+            catalog=catalog, settings=settings, bot_settings=bot_settings, store=store
+        )
         ttl_s = bot_settings.state_ttl_days * 86400
         self.state = BotState(redis=redis, key_prefix=settings.key_prefix, ttl_s=ttl_s)
         self.delivery = Delivery(adapter=adapter, state=self.state, queue=queue, store=store)
@@ -107,9 +111,8 @@ class BotService:
                 store=store,
                 upload_max_bytes=bot_settings.upload_max_bytes,
             ),
-            catalog=catalog,
-            settings=settings,
-            bot_settings=bot_settings,
+            resolver=self.resolver,
+            max_rows=bot_settings.batch_max_rows,
             submit=self.submit,
             cancel=queue.cancel,
         )
@@ -136,13 +139,15 @@ class BotService:
     ) -> CalendarDesk:
         """A calendar desk on this service's collaborators: the calendars of the configured
         folder, or ``calendars``; ``clock`` for tests that freeze time."""
+        if calendars is None:
+            folder = self.bot_settings.calendars_path(self.settings)
+            channels = self.bot_settings.calendar_channels
+            calendars = load_calendars(folder, channels=channels) if folder.is_dir() else {}
         return CalendarDesk(
             adapter=self.adapter,
             state=self.state,
             weeks=self.calendar_state,
-            catalog=self.catalog,
-            settings=self.settings,
-            bot_settings=self.bot_settings,
+            resolver=self.resolver,
             submit=self.submit,
             calendars=calendars,
             clock=clock,
@@ -216,14 +221,10 @@ class BotService:
                 and not self.review.policy.open,
             )
         try:
-            resolved = resolve_job(
+            resolved = self.resolver.resolve(
                 parsed,
-                catalog=self.catalog,
-                settings=self.settings,
-                bot_settings=self.bot_settings,
                 requested_by=requester_key(event.platform, event.user),
                 attachments=event.attachments,
-                store=self.store,
             )
         except UserError as exc:
             return _refusal(exc.message)

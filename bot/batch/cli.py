@@ -24,6 +24,7 @@ from bot.batch.plan import (
     parse_batch_command,
     plan_batch,
 )
+from bot.jobs.resolve import JobResolver
 from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.errors import UserError
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     bot_settings = BotSettings()
     catalog = Catalog.load(settings.templates_dir)
+    resolver = JobResolver(catalog=catalog, settings=settings, bot_settings=bot_settings)
     try:
         request, variations = parse_batch_command(
             _command_text(args), catalog=catalog, max_prompt_chars=settings.limits.max_prompt_chars
@@ -70,9 +72,8 @@ def run(args: argparse.Namespace) -> int:
             data,
             request,
             variations=variations,
-            catalog=catalog,
-            settings=settings,
-            bot_settings=bot_settings,
+            resolver=resolver,
+            max_rows=bot_settings.batch_max_rows,
             requested_by="cli",
         )
     except OSError as exc:

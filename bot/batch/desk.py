@@ -28,14 +28,12 @@ from bot.batch.plan import (
 from bot.batch.report import BatchReport
 from bot.batch.state import BatchState
 from bot.grammar.tokens import TokenizeError, command_tokens
+from bot.jobs.resolve import JobResolver
 from bot.ports import Cancel, ChatAdapter, CommandEvent, MessageRef, Submit, requester_key
 from bot.records import JobRecord, dumps_ref, loads_ref
-from bot.settings import BotSettings
 from bot.state import BotState
-from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.events import JobEvent
-from engine.settings import Settings
 from engine.spec import JobSpec, reseeded
 
 log = logging.getLogger(__name__)
@@ -52,9 +50,8 @@ class BatchDesk:
         state: BotState,
         batches: BatchState,
         report: BatchReport,
-        catalog: Catalog,
-        settings: Settings,
-        bot_settings: BotSettings,
+        resolver: JobResolver,
+        max_rows: int,
         submit: Submit,
         cancel: Cancel,
     ) -> None:
@@ -62,9 +59,8 @@ class BatchDesk:
         self.state = state
         self.batches = batches
         self.report = report
-        self.catalog = catalog
-        self.settings = settings
-        self.bot_settings = bot_settings
+        self.resolver = resolver
+        self.max_rows = max_rows
         self.submit = submit
         self.cancel = cancel
 
@@ -85,7 +81,7 @@ class BatchDesk:
             return self.status(event, rest[1].value if len(rest) == 2 else None)
         if word == "retry" and len(rest) <= 2:
             return self.retry(event, rest[1].value if len(rest) == 2 else None)
-        if self.catalog.is_template(word) or _csv(event) is not None:
+        if self.resolver.catalog.is_template(word) or _csv(event) is not None:
             try:
                 return self.start(event, " ".join(t.raw for t in rest))
             except UserError as exc:  # it may quote cells and file names: user text
@@ -102,16 +98,15 @@ class BatchDesk:
             )
         request, variations = parse_batch_command(
             text,
-            catalog=self.catalog,
-            max_prompt_chars=self.settings.limits.max_prompt_chars,
+            catalog=self.resolver.catalog,
+            max_prompt_chars=self.resolver.limits.max_prompt_chars,
         )
         planned = plan_batch(
             attachment.read(),
             request,
             variations=variations,
-            catalog=self.catalog,
-            settings=self.settings,
-            bot_settings=self.bot_settings,
+            resolver=self.resolver,
+            max_rows=self.max_rows,
             requested_by=requester_key(event.platform, event.user),
         )
         batch_id = new_batch_id()
@@ -169,7 +164,7 @@ class BatchDesk:
             record = self.state.job(job_id)
             if record is None:
                 continue
-            spec = reseeded(record.spec, limits=self.settings.limits, parent=job_id)
+            spec = reseeded(record.spec, limits=self.resolver.limits, parent=job_id)
             planned.append((number, spec))
         # A new generation: the manifest is posted again once the re-runs end.
         self.batches.next_generation(batch_id)

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 from bot.batch.rows import BatchFileError, BatchRow, read_batch_csv
 from bot.grammar.parse import BadCommand, ImagineRequest, LoraRequest, parse
-from bot.jobs.resolve import resolve_job
-from bot.settings import BotSettings
+from bot.jobs.resolve import JobResolver
 from engine.catalog import Catalog
 from engine.errors import UserError
-from engine.settings import Settings
 from engine.spec import MAX_SEED, JobSpec
 
 BATCH_USAGE = (
@@ -89,29 +87,24 @@ def plan_batch(
     request: ImagineRequest,
     *,
     variations: int,
-    catalog: Catalog,
-    settings: Settings,
-    bot_settings: BotSettings,
+    resolver: JobResolver,
+    max_rows: int,
     requested_by: str,
 ) -> list[PlannedRow]:
-    """Read the CSV and resolve every row; :class:`BatchFileError` lists all problems."""
-    limit = settings.limits.max_count
+    """Read the CSV (at most ``max_rows`` rows) and resolve every row;
+    :class:`BatchFileError` lists all problems."""
+    limit = resolver.limits.max_count
     if not 1 <= variations <= limit:
         raise UserError(f"--variations must be between 1 and {limit}; you asked for {variations}")
     assert request.template is not None
-    template = catalog.template(request.template)
-    rows = read_batch_csv(
-        data, template=template, catalog=catalog, max_rows=bot_settings.batch_max_rows
-    )
+    template = resolver.catalog.template(request.template)
+    rows = read_batch_csv(data, template=template, catalog=resolver.catalog, max_rows=max_rows)
     planned: list[PlannedRow] = []
     problems: list[str] = []
     for position, row in enumerate(rows):
         try:
-            spec = resolve_job(
+            spec = resolver.resolve(
                 _row_request(request, row, position=position, variations=variations),
-                catalog=catalog,
-                settings=settings,
-                bot_settings=bot_settings,
                 requested_by=requested_by,
             ).spec
         except UserError as exc:

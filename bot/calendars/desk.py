@@ -1,9 +1,10 @@
 """Content calendars in chat: the weekly thread ("Week 49 · Productivity") filled with the
 week's images for review, the end-of-week digest, and ``/imagine calendar``.
 
-Calendars come from ``templates/calendars/*.yaml`` (``bot.calendars.model``); only those for this
-bot's platform run here. :meth:`CalendarDesk.tick` is called from the event pump, so every
-adapter runs schedules without code of its own; ``bot.calendars.scheduler`` makes each week post once.
+The service hands the desk the calendars of its folder (``templates/calendars/*.yaml``,
+``bot.calendars.model``); only those for this bot's platform run here. :meth:`CalendarDesk.tick`
+is called from the event pump (``bot.jobs.pump``), so every adapter runs schedules without
+code of its own; ``bot.calendars.scheduler`` makes each week post once.
 """
 
 from __future__ import annotations
@@ -11,18 +12,16 @@ from __future__ import annotations
 import logging
 import time
 
-from bot.calendars.model import Calendar, WeekRun, load_calendars, run_for
+from bot.calendars.model import Calendar, WeekRun, run_for
 from bot.calendars.scheduler import CalendarScheduler, Clock, utc_now
 from bot.calendars.state import CalendarState
 from bot.grammar.parse import ImagineRequest
 from bot.grammar.tokens import TokenizeError, command_tokens
-from bot.jobs.resolve import resolve_job
+from bot.jobs.resolve import JobResolver
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, Submit, requester_key
-from bot.settings import BotSettings
 from bot.state import BotState
 from engine.catalog import Catalog
 from engine.errors import CatalogError
-from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 TICK_EVERY_S = 30.0
@@ -38,27 +37,16 @@ class CalendarDesk:
         adapter: ChatAdapter,
         state: BotState,
         weeks: CalendarState,
-        catalog: Catalog,
-        settings: Settings,
-        bot_settings: BotSettings,
+        resolver: JobResolver,
         submit: Submit,
-        calendars: dict[str, Calendar] | None = None,
+        calendars: dict[str, Calendar],
         clock: Clock = utc_now,
     ) -> None:
         self.adapter = adapter
         self.state = state
         self.weeks = weeks
-        self.catalog = catalog
-        self.settings = settings
-        self.bot_settings = bot_settings
+        self.resolver = resolver
         self.submit = submit
-        if calendars is None:
-            folder = bot_settings.calendars_path(settings)
-            calendars = (
-                load_calendars(folder, channels=bot_settings.calendar_channels)
-                if folder.is_dir()
-                else {}
-            )
         platform = adapter.platform
         here = [c for c in calendars.values() if c.platform == platform]
         # Idle calendars (the shipped examples until a channel is set) are said once, at
@@ -67,7 +55,7 @@ class CalendarDesk:
         for name, reason in self.idle.items():
             log.info("calendar %s posts nothing: %s", name, reason)
         self.calendars = {
-            c.name: c for c in here if c.name not in self.idle and _usable(c, catalog)
+            c.name: c for c in here if c.name not in self.idle and _usable(c, resolver.catalog)
         }
         self.scheduler = CalendarScheduler(
             calendars=self.calendars,
@@ -90,17 +78,14 @@ class CalendarDesk:
     def post_week(self, run: WeekRun) -> None:
         """Open the week's thread and queue its images (bulk priority)."""
         calendar, theme = run.calendar, run.theme
-        spec = resolve_job(
-            ImagineRequest(
-                template=theme.template,
-                variables=theme.variables,
-                count=theme.variations,
-                model=theme.model,
-            ),
-            catalog=self.catalog,
-            settings=self.settings,
-            bot_settings=self.bot_settings,
-            requested_by=requester_key(self.adapter.platform, CALENDAR_USER),
+        request = ImagineRequest(
+            template=theme.template,
+            variables=theme.variables,
+            count=theme.variations,
+            model=theme.model,
+        )
+        spec = self.resolver.resolve(
+            request, requested_by=requester_key(self.adapter.platform, CALENDAR_USER)
         ).spec
         assert calendar.channel is not None  # idle calendars are never scheduled
         thread = self.adapter.post(

@@ -1,8 +1,8 @@
 """Runs content calendars on time, exactly once per calendar and week.
 
 Once-ness lives in Redis (``SET NX`` on a key per calendar and ISO week, in
-``bot.calendars.state``), so a restart, two bot processes, or a double trigger post a week once. A run missed
-while the bot was down is posted on the next tick, within the calendar's
+``bot.calendars.state``), so a restart, two bot processes, or a double trigger post a week
+once. A run missed while the bot was down is posted on the next tick, within the calendar's
 catch-up window. The clock is injected so tests can freeze time.
 """
 

@@ -9,7 +9,7 @@ from bot.jobs.delivery import Delivery, spec_summary
 from bot.jobs.followed import FollowedJobs
 from bot.jobs.inputs import JobInputs, post_inputs
 from bot.jobs.pump import EventPump
-from bot.jobs.resolve import ResolvedJob, resolve_job
+from bot.jobs.resolve import JobResolver, ResolvedJob
 
 __all__ = [
     "AttachmentError",
@@ -17,10 +17,10 @@ __all__ = [
     "EventPump",
     "FollowedJobs",
     "JobInputs",
+    "JobResolver",
     "ResolvedJob",
     "check_declared_size",
     "checked_attachment",
     "post_inputs",
-    "resolve_job",
     "spec_summary",
 ]

@@ -4,7 +4,7 @@
         --model tiny --seed 7 -n 2 -o out/
 
 The options become the ``ImagineRequest`` a chat command would make and go through the
-chat's own ``bot.jobs.resolve.resolve_job`` (defaults, LoRA checks, limits, messages). The spec is
+chat's own ``bot.jobs.resolve.JobResolver`` (defaults, LoRA checks, limits, messages). The spec is
 rendered in this process by the worker's renderer (torch is imported only then), and
 ``<name>-<seed>.png`` files with their A1111 parameters are written into ``-o``.
 """
@@ -19,7 +19,7 @@ from typing import cast
 
 from bot.grammar.flags import FLAG_BY_NAME, LoraRequest, convert
 from bot.grammar.parse import ImagineRequest
-from bot.jobs.resolve import resolve_job
+from bot.jobs.resolve import JobResolver
 from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.errors import MissingVariables, UserError
@@ -55,13 +55,8 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
         catalog = Catalog.load(settings.templates_dir)
-        spec = resolve_job(
-            request_from(args, catalog=catalog),
-            catalog=catalog,
-            settings=settings,
-            bot_settings=BotSettings(),
-            requested_by="cli",
-        ).spec
+        resolver = JobResolver(catalog=catalog, settings=settings, bot_settings=BotSettings())
+        spec = resolver.resolve(request_from(args, catalog=catalog), requested_by="cli").spec
         return _render(
             spec.model_copy(update={"origin": {"platform": "cli"}}),
             args,

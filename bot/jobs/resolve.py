@@ -38,96 +38,117 @@ class ResolvedJob:
     inputs: PreparedInputs | None = None
 
 
-def resolve_job(
-    request: ImagineRequest,
-    *,
-    catalog: Catalog,
-    settings: Settings,
-    bot_settings: BotSettings,
-    requested_by: str,
-    attachments: Sequence[Attachment] = (),
-    store: ArtifactStore | None = None,
-) -> ResolvedJob:
-    """The spec for ``request``; :class:`UserError` with a sentence for the user.
+class JobResolver:
+    """Specs for requests with this process's defaults, worked out once at start (the default
+    model and image count from the bot's settings, the limits from the engine's), so a desk
+    that queues jobs holds this instead of both settings objects."""
 
-    Attached images make an img2img, inpaint or ControlNet job (``bot.jobs.inputs``); they
-    are checked like the worker will check them and then put in ``store``, and the spec
-    carries their artifact ids.
-    """
-    for name in request.flags:
-        raise UserError(
-            f"--{name} is not available yet; it comes with {NOT_YET.get(name, 'a later release')}. "
-            "Leave it out for now."
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        settings: Settings,
+        bot_settings: BotSettings,
+        store: ArtifactStore | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.limits = settings.limits
+        self.default_model = bot_settings.model_name(settings)
+        self.default_count = bot_settings.default_count
+        self.store = store
+
+    def resolve(
+        self,
+        request: ImagineRequest,
+        *,
+        requested_by: str,
+        attachments: Sequence[Attachment] = (),
+    ) -> ResolvedJob:
+        """The spec for ``request``; :class:`UserError` with a sentence for the user.
+
+        Attached images make an img2img, inpaint or ControlNet job (``bot.jobs.inputs``); they
+        are checked like the worker will check them and then put in the store, and the spec
+        carries their artifact ids.
+        """
+        for name in request.flags:
+            raise UserError(
+                f"--{name} is not available yet; it comes with {NOT_YET.get(name, 'a later release')}. "
+                "Leave it out for now."
+            )
+        inputs = sort_inputs(
+            tuple(attachments), mask=request.mask, control=request.control is not None
         )
-    inputs = sort_inputs(tuple(attachments), mask=request.mask, control=request.control is not None)
-    mode = inputs.mode
-    template = catalog.template(request.template) if request.template else None
-    model = catalog.model(
-        request.model or (template.model if template else None) or bot_settings.model_name(settings)
-    )
-    if template is not None:
-        try:
-            prompt, negative = template.render(request.variables, extra=request.prompt)
-        except MissingVariables as exc:
-            if request.variables:
-                raise
-            # "/imagine character design of a robot" may mean the word, not the template.
-            raise MissingVariables(
-                f"{exc.message}. (To use `{template.name}` as an ordinary word, start the "
-                f"prompt with another word, e.g. `/imagine a {template.name} ...`.)",
-                template=exc.template,
-                missing=exc.missing,
-            ) from None
-    else:
-        prompt, negative = request.prompt, ""
-    if request.negative:
-        negative = f"{negative}, {request.negative}" if negative else request.negative
-
-    weights: dict[str, float | None] = dict(template.loras) if template else {}
-    for lora in request.loras:
-        weights[lora.name] = lora.weight if lora.weight is not None else weights.get(lora.name)
-    loras = []
-    for name, weight in weights.items():
-        entry = catalog.lora(name, family=model.family)
-        loras.append(LoraRef(name=entry.name, weight=entry.weight if weight is None else weight))
-
-    if request.size:
-        width, height = request.size
-    elif request.aspect:
-        width, height = size_for_aspect(
-            request.aspect, pixels=model.width * model.height, min_side=settings.limits.min_side
+        mode = inputs.mode
+        template = self.catalog.template(request.template) if request.template else None
+        model = self.catalog.model(
+            request.model or (template.model if template else None) or self.default_model
         )
-    else:
-        width, height = model.width, model.height
+        if template is not None:
+            try:
+                prompt, negative = template.render(request.variables, extra=request.prompt)
+            except MissingVariables as exc:
+                if request.variables:
+                    raise
+                # "/imagine character design of a robot" may mean the word, not the template.
+                raise MissingVariables(
+                    f"{exc.message}. (To use `{template.name}` as an ordinary word, start the "
+                    f"prompt with another word, e.g. `/imagine a {template.name} ...`.)",
+                    template=exc.template,
+                    missing=exc.missing,
+                ) from None
+        else:
+            prompt, negative = request.prompt, ""
+        if request.negative:
+            negative = f"{negative}, {request.negative}" if negative else request.negative
 
-    fields: dict[str, Any] = dict(
-        prompt=prompt,
-        negative_prompt=negative,
-        model=model.name,
-        loras=loras,
-        sampler=_first(request.sampler, template and template.sampler, model.sampler),
-        steps=_first(request.steps, template and template.steps, model.steps),
-        cfg_scale=_first(request.cfg, template and template.cfg_scale, model.cfg_scale),
-        width=width,
-        height=height,
-        count=request.count if request.count is not None else bot_settings.default_count,
-        requested_by=requested_by,
-        template=template.name if template else None,
-        variables=dict(request.variables),
-        mode=mode,
-        **_image_fields(request, inputs, mode=mode, catalog=catalog, model=model),
-    )
-    if inputs.by_role():
-        if store is None:
-            raise ValueError("attached images need an artifact store")
-        fields["input_fit"] = settings.input_fit  # recorded: a re-render fits them alike
-        prepared = check_inputs(inputs, spec_size=(width, height), settings=settings)
-        # Every other check first, with stand-in ids, so a refused command stores nothing.
-        stand_ins = dict.fromkeys(store_fields(inputs), STAND_IN_ID)
-        new_spec(limits=settings.limits, seed=request.seed, **fields, **stand_ins)
-        fields |= store_inputs(inputs, store=store, requested_by=requested_by)
-        return ResolvedJob(new_spec(limits=settings.limits, seed=request.seed, **fields), prepared)
-    return ResolvedJob(new_spec(limits=settings.limits, seed=request.seed, **fields))
+        weights: dict[str, float | None] = dict(template.loras) if template else {}
+        for lora in request.loras:
+            weights[lora.name] = lora.weight if lora.weight is not None else weights.get(lora.name)
+        loras = []
+        for name, weight in weights.items():
+            entry = self.catalog.lora(name, family=model.family)
+            loras.append(
+                LoraRef(name=entry.name, weight=entry.weight if weight is None else weight)
+            )
+
+        if request.size:
+            width, height = request.size
+        elif request.aspect:
+            width, height = size_for_aspect(
+                request.aspect, pixels=model.width * model.height, min_side=self.limits.min_side
+            )
+        else:
+            width, height = model.width, model.height
+
+        fields: dict[str, Any] = dict(
+            prompt=prompt,
+            negative_prompt=negative,
+            model=model.name,
+            loras=loras,
+            sampler=_first(request.sampler, template and template.sampler, model.sampler),
+            steps=_first(request.steps, template and template.steps, model.steps),
+            cfg_scale=_first(request.cfg, template and template.cfg_scale, model.cfg_scale),
+            width=width,
+            height=height,
+            count=request.count if request.count is not None else self.default_count,
+            requested_by=requested_by,
+            template=template.name if template else None,
+            variables=dict(request.variables),
+            mode=mode,
+            **_image_fields(request, inputs, mode=mode, catalog=self.catalog, model=model),
+        )
+        if inputs.by_role():
+            if self.store is None:
+                raise ValueError("attached images need an artifact store")
+            fields["input_fit"] = self.settings.input_fit  # recorded: a re-render fits them alike
+            prepared = check_inputs(inputs, spec_size=(width, height), settings=self.settings)
+            # Every other check first, with stand-in ids, so a refused command stores nothing.
+            stand_ins = dict.fromkeys(store_fields(inputs), STAND_IN_ID)
+            new_spec(limits=self.limits, seed=request.seed, **fields, **stand_ins)
+            fields |= store_inputs(inputs, store=self.store, requested_by=requested_by)
+            return ResolvedJob(new_spec(limits=self.limits, seed=request.seed, **fields), prepared)
+        return ResolvedJob(new_spec(limits=self.limits, seed=request.seed, **fields))
 
 
 def _image_fields(

@@ -7,6 +7,7 @@ import pytest
 import redis as redis_lib
 
 from bot.batch.plan import enqueue_all, parse_batch_command, plan_batch
+from bot.jobs.resolve import JobResolver
 from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.queue import JobQueue
@@ -23,9 +24,16 @@ def test_when_one_row_cannot_be_queued_the_rows_already_queued_are_cancelled(
         catalog=catalog,
         max_prompt_chars=settings.limits.max_prompt_chars,
     )
-    planned = plan_batch(b"product\nmug\nlamp\nchair\n", request, variations=variations,
-                         catalog=catalog, settings=settings,
-                         bot_settings=BotSettings(_env_file=None), requested_by="cli")  # fmt: skip
+    planned = plan_batch(
+        b"product\nmug\nlamp\nchair\n",
+        request,
+        variations=variations,
+        resolver=JobResolver(
+            catalog=catalog, settings=settings, bot_settings=BotSettings(_env_file=None)
+        ),
+        max_rows=500,
+        requested_by="cli",
+    )
     queue = JobQueue(redis=redis, settings=settings, catalog=catalog)
     queued: list[str] = []
 
@@ -49,9 +57,16 @@ def test_each_job_carries_its_batch_row_and_label(settings: Settings, redis) -> 
         catalog=catalog,
         max_prompt_chars=settings.limits.max_prompt_chars,
     )
-    planned = plan_batch(b"product\nmug\nlamp\n", request, variations=variations,
-                         catalog=catalog, settings=settings,
-                         bot_settings=BotSettings(_env_file=None), requested_by="cli")  # fmt: skip
+    planned = plan_batch(
+        b"product\nmug\nlamp\n",
+        request,
+        variations=variations,
+        resolver=JobResolver(
+            catalog=catalog, settings=settings, bot_settings=BotSettings(_env_file=None)
+        ),
+        max_rows=500,
+        requested_by="cli",
+    )
     queue = JobQueue(redis=redis, settings=settings, catalog=catalog)
     ids = enqueue_all(planned, batch_id="b2", submit=queue.enqueue, cancel=queue.cancel)
     origins = [queue.spec(job_id).origin for job_id in ids]
