@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from bot import texts
 from bot.ports import ChatAdapter, MessageRef, ReactionEvent, Vote
@@ -35,8 +35,12 @@ from engine.store import ArtifactStore
 log = logging.getLogger(__name__)
 DEDUPE_TTL_S = 24 * 3600
 
-# submit(spec, image=..., requester=..., auto=...) queues a re-render into the image's thread.
-Resubmit = Callable[..., str]
+
+class Resubmit(Protocol):
+    """Queue ``spec``, a re-render of ``image`` asked by ``requester`` (``auto``: the policy's
+    automatic re-render of a rejected image), into the image's thread; return the job id."""
+
+    def __call__(self, spec: JobSpec, *, image: ImageRecord, requester: str, auto: bool) -> str: ...
 
 
 class ReviewDesk:
