@@ -1,5 +1,6 @@
-"""The catalog: prompt templates, models, LoRAs and ControlNets by name (YAML under
-``templates/``).
+"""The catalog: prompt templates, models, LoRAs, ControlNets, embeddings and VAEs by name:
+YAML under ``templates/``, plus the files found in the drop-in folders
+(``engine.model_folders``), under which the YAML entries win.
 
 Names are the only way from chat to a file: nothing a user types ever becomes a
 path. No torch here; the bot resolves templates so users get errors before
@@ -20,7 +21,8 @@ from pydantic import BaseModel, Field, ValidationError
 from engine.errors import CatalogError, MissingVariables, SpecError
 from engine.spec import ControlType
 
-Family = Literal["sd15", "sdxl"]
+# sd2: SD 2.x (and SD-Turbo, distilled from 2.1): OpenCLIP text encoder, 1024-wide context.
+Family = Literal["sd15", "sd2", "sdxl"]
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
@@ -28,12 +30,19 @@ _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
 class ModelEntry(BaseModel):
     """A checkpoint: HF repo id, local diffusers folder, single-file ``.safetensors``,
-    or ``builtin:<name>`` for the offline test models."""
+    or ``builtin:<name>`` for the offline test models.
+
+    ``config``: for a single file, a local diffusers folder whose configs describe it (else
+    an A1111-style ``<stem>.yaml`` beside it, else the family's config shipped with the
+    project). ``vae``: a VAE by catalog name or path, used instead of the checkpoint's own.
+    """
 
     name: str
     source: str
     family: Family
     description: str = ""
+    config: str | None = None
+    vae: str | None = None
     width: int = 512
     height: int = 512
     steps: int = 30
@@ -50,6 +59,35 @@ class LoraEntry(BaseModel):
     triggers: list[str] = Field(default_factory=list)
     weight: float = 0.8
     description: str = ""
+
+
+class EmbeddingEntry(BaseModel):
+    """A textual-inversion embedding (A1111 ``.pt`` / ``.safetensors``): the word that names
+    it in a prompt is ``name``; ``families`` it was trained for."""
+
+    name: str
+    source: str
+    families: list[Family]
+    vectors: int = 1
+    description: str = ""
+
+
+class VaeEntry(BaseModel):
+    """A VAE file or folder that a model may use instead of its own (``vae:`` in models.yaml)."""
+
+    name: str
+    source: str
+    families: list[Family]
+    description: str = ""
+
+
+class FileProblem(BaseModel):
+    """A file in a drop-in folder that is not in the catalog, and why (unreadable,
+    unsupported, a refiner...): listed for admins, never fatal."""
+
+    path: str
+    kind: str  # model, LoRA, embedding, VAE
+    reason: str
 
 
 class ControlNetEntry(BaseModel):
@@ -169,32 +207,34 @@ class Catalog:
         models: dict[str, ModelEntry],
         loras: dict[str, LoraEntry],
         controlnets: dict[str, ControlNetEntry] | None = None,
+        embeddings: dict[str, EmbeddingEntry] | None = None,
+        vaes: dict[str, VaeEntry] | None = None,
+        problems: list[FileProblem] | None = None,
     ) -> None:
         self.templates = templates
         self.models = models
         self.loras = loras
         self.controlnets = controlnets or {}
+        self.embeddings = embeddings or {}
+        self.vaes = vaes or {}
+        self.problems = problems or []
 
     @classmethod
-    def load(cls, root: Path) -> Catalog:
-        """Read ``prompts/*.yaml``, ``models.yaml``, ``loras.yaml`` and ``controlnets.yaml``
-        under ``root``."""
+    def load(cls, root: Path, *, found: Catalog | None = None) -> Catalog:
+        """Read ``prompts/*.yaml``, ``models.yaml``, ``loras.yaml``, ``controlnets.yaml``,
+        ``embeddings.yaml`` and ``vaes.yaml`` under ``root``. ``found``: the entries of the
+        drop-in folders (``engine.model_folders.scan``); a YAML entry of the same name wins
+        over a found one and keeps its file (and adds triggers, defaults, descriptions)."""
+        found = found or cls(templates={}, models={}, loras={})
         templates: dict[str, Template] = {}
         for path in sorted((root / "prompts").glob("*.yaml")):
             for name, body in _read_yaml(path).items():
                 templates[name] = _parse(Template, name, body, path)
-        models = {
-            name: _parse(ModelEntry, name, body, root / "models.yaml")
-            for name, body in _read_yaml(root / "models.yaml").items()
-        }
-        loras = {
-            name: _parse(LoraEntry, name, body, root / "loras.yaml")
-            for name, body in _read_yaml(root / "loras.yaml").items()
-        }
-        controlnets = {
-            name: _parse(ControlNetEntry, name, body, root / "controlnets.yaml")
-            for name, body in _read_yaml(root / "controlnets.yaml").items()
-        }
+        models = _entries(ModelEntry, root / "models.yaml", found.models)
+        loras = _entries(LoraEntry, root / "loras.yaml", found.loras)
+        controlnets = _entries(ControlNetEntry, root / "controlnets.yaml", {})
+        embeddings = _entries(EmbeddingEntry, root / "embeddings.yaml", found.embeddings)
+        vaes = _entries(VaeEntry, root / "vaes.yaml", found.vaes)
         for entry in controlnets.values():
             for model_name in entry.models:
                 if model_name not in models:
@@ -208,7 +248,19 @@ class Catalog:
             for placeholder in _PLACEHOLDER.findall(template.prompt):
                 if placeholder not in template.variables:
                     raise ValueError(f"template {template.name}: undeclared {{{placeholder}}}")
-        return cls(templates=templates, models=models, loras=loras, controlnets=controlnets)
+        for model in models.values():
+            named = model.vae and "/" not in model.vae and not Path(model.vae).suffix
+            if named and model.vae not in vaes:
+                raise ValueError(f"model {model.name}: unknown VAE {model.vae}")
+        return cls(
+            templates=templates,
+            models=models,
+            loras=loras,
+            controlnets=controlnets,
+            embeddings=embeddings,
+            vaes=vaes,
+            problems=found.problems,
+        )
 
     def template(self, name: str) -> Template:
         """The template called ``name``, or a :class:`CatalogError` with a suggestion."""
@@ -263,6 +315,8 @@ class Catalog:
             "model": self.models,
             "LoRA": self.loras,
             "ControlNet": self.controlnets,
+            "embedding": self.embeddings,
+            "VAE": self.vaes,
         }
         return _closest(name, kinds[kind])
 
@@ -294,6 +348,17 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of names to entries")
     return data
+
+
+def _entries(model: type[M], path: Path, found: Mapping[str, M]) -> dict[str, M]:
+    """The entries of ``path`` over those ``found`` in a drop-in folder: a YAML entry names
+    a found file by its name and adds to it (triggers, defaults, a description; ``source``
+    and ``family`` may be left out), or stands alone."""
+    entries = dict(found)
+    for name, body in _read_yaml(path).items():
+        base = found[name].model_dump(exclude={"name"}) if name in found else {}
+        entries[name] = _parse(model, name, {**base, **(body or {})}, path)
+    return entries
 
 
 def _parse(model: type[M], name: str, body: dict, path: Path) -> M:

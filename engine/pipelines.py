@@ -38,12 +38,19 @@ __all__ = [
     "resolve_device",
 ]
 
-PIPELINE_CLASSES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+PIPELINE_CLASSES = {
+    "sd15": "StableDiffusionPipeline",
+    "sd2": "StableDiffusionPipeline",
+    "sdxl": "StableDiffusionXLPipeline",
+}
 # Pipelines derived from a model's base pipeline, per family and mode.
 DERIVED_CLASSES: dict[tuple[str, Mode], str] = {
     ("sd15", Mode.img2img): "StableDiffusionImg2ImgPipeline",
     ("sd15", Mode.inpaint): "StableDiffusionInpaintPipeline",
     ("sd15", Mode.controlnet): "StableDiffusionControlNetPipeline",
+    ("sd2", Mode.img2img): "StableDiffusionImg2ImgPipeline",
+    ("sd2", Mode.inpaint): "StableDiffusionInpaintPipeline",
+    ("sd2", Mode.controlnet): "StableDiffusionControlNetPipeline",
     ("sdxl", Mode.img2img): "StableDiffusionXLImg2ImgPipeline",
     ("sdxl", Mode.inpaint): "StableDiffusionXLInpaintPipeline",
     ("sdxl", Mode.controlnet): "StableDiffusionXLControlNetPipeline",

@@ -50,7 +50,15 @@ class Settings(BaseSettings):
     key_prefix: str = "proofroom"
     templates_dir: Path = REPO_ROOT / "templates"
     data_dir: Path = Path("data")
+    # Drop-in folders (``engine.model_folders``): every file in them is in the catalog under
+    # its slugged file name, its family read from its tensors. ``a1111_dir``: an existing
+    # AUTOMATIC1111 install whose models/Stable-diffusion, models/Lora, embeddings and
+    # models/VAE are used in place, in addition to these.
+    model_dir: Path = Path("models")
     lora_dir: Path = Path("loras")
+    embedding_dir: Path = Path("embeddings")
+    vae_dir: Path = Path("vaes")
+    a1111_dir: Path | None = None
     model_cache_dir: Path = Path(".proofroom/models")
     default_model: str = "tiny"
     limits: Limits = Limits()
