@@ -11,7 +11,7 @@ import sys
 from engine.logs import configure_logging
 
 # Commands that print their own progress and result: logs stay at WARNING unless -v.
-QUIET = frozenset({"generate", "batch", "calendar", "shell"})
+QUIET = frozenset({"generate", "batch", "calendar", "shell", "models"})
 # name -> (module, help). The module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("bot.jobs.generate", "render a prompt or a template locally"),
@@ -21,6 +21,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "calendar": ("bot.calendars.cli", "preview content calendars (`calendar preview NAME`)"),
     "slack": ("bot.adapters.slack.cli", "run the bot on Slack (Socket Mode or HTTP)"),
     "discord": ("bot.adapters.discord.cli", "run the bot on Discord; `discord invite-url` too"),
+    "models": (
+        "bot.jobs.models",
+        "list models, LoRAs, embeddings and VAEs, and files that cannot be used",
+    ),
 }
 
 

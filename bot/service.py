@@ -44,8 +44,10 @@ from bot.state import BotState
 from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.events import EventStream
+from engine.model_folders import load_catalog
 from engine.outage import Outage
 from engine.queue import JobQueue
+from engine.reloads import CatalogReloads
 from engine.settings import Settings
 from engine.spec import JobSpec
 from engine.store import ArtifactStore, store_from_settings
@@ -77,6 +79,9 @@ class BotService:
         self.store = store
         self.settings = settings
         self.bot_settings = bot_settings
+        self.reloads = CatalogReloads(
+            redis=redis, settings=settings, catalog=catalog, load=lambda: load_catalog(settings)
+        )
         # Defaults worked out once: every desk that queues jobs resolves them through this.
         self.resolver = JobResolver(
             catalog=catalog, settings=settings, bot_settings=bot_settings, store=store
@@ -165,7 +170,7 @@ class BotService:
     ) -> BotService:
         """The service for ``adapter`` on the real queue, event stream and store of
         ``settings``: what every adapter's runner (and the test harnesses) start with."""
-        catalog = catalog or Catalog.load(settings.templates_dir)
+        catalog = catalog or load_catalog(settings)
         queue = JobQueue(redis=redis, settings=settings, catalog=catalog)
         return cls(
             adapter=adapter,
@@ -194,6 +199,7 @@ class BotService:
             return texts.try_again(reference)
 
     def _command(self, event: CommandEvent) -> str:
+        self.reloads.refresh()  # another process ran /imagine reload: rescan first
         # Workflows with words of their own; anything else is an image (or a meta command).
         word = first_word(event.text)
         if word in ("batch", "calendar"):
@@ -210,6 +216,8 @@ class BotService:
             return _refusal(parsed.message)
         if isinstance(parsed, MetaCommand) and parsed.name == "repost":
             return self._repost(parsed.argument or "", event=event)
+        if isinstance(parsed, MetaCommand) and parsed.name == "reload":
+            return self._reload(event)
         if isinstance(parsed, MetaCommand):
             return meta.answer(
                 parsed,
@@ -217,8 +225,7 @@ class BotService:
                 catalog=self.catalog,
                 queue=self.queue,
                 state=self.state,
-                may_cancel_any=self.review.may_review(event.user, event.roles)
-                and not self.review.policy.open,
+                may_cancel_any=self.bot_settings.is_admin(event.user, event.roles),
             )
         try:
             resolved = self.resolver.resolve(
@@ -253,6 +260,23 @@ class BotService:
         return (
             f"Queued job `{job_id}`: {spec.count} image(s) on `{spec.model}`, {place}. "
             "The images will appear in the thread."
+        )
+
+    def _reload(self, event: CommandEvent) -> str:
+        """``/imagine reload``: rescan the drop-in folders here and, through Redis, in every
+        bot and worker before their next command or job (``engine.reloads``)."""
+        if not self.bot_settings.is_admin(event.user, event.roles):
+            return (
+                "Only admins can reload the catalog (PROOFROOM_ADMIN_IDS or "
+                "PROOFROOM_ADMIN_ROLES; without them, the approvers)."
+            )
+        catalog = self.reloads.request()
+        cannot = f"; {len(catalog.problems)} file(s) cannot be used" if catalog.problems else ""
+        return (
+            f"Reloaded: {len(catalog.models)} models, {len(catalog.loras)} LoRAs, "
+            f"{len(catalog.embeddings)} embeddings, {len(catalog.vaes)} VAEs{cannot} "
+            "(`/imagine models`, `/imagine loras` and `/imagine embeddings` list them). "
+            "Workers pick the change up before their next job."
         )
 
     def _repost(self, job_id: str, *, event: CommandEvent) -> str:

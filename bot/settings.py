@@ -34,9 +34,7 @@ class ReviewPolicy(BaseModel):
     @field_validator("approver_ids", "approver_roles", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return _names(value)
 
     @property
     def open(self) -> bool:
@@ -52,6 +50,11 @@ class BotSettings(ReviewPolicy, BaseSettings):
         env_prefix="PROOFROOM_", env_file=".env", env_nested_delimiter="__", extra="ignore"
     )
 
+    # Admins (reload the catalog, cancel anyone's job, and what later workflows reserve to
+    # them): these ids and role holders; with neither set, the approvers, when an approver
+    # list or role is set.
+    admin_ids: Names = frozenset()
+    admin_roles: Names = frozenset()
     # Where approved images go (PNG + JSON sidecar); None: <data_dir>/approved.
     export_dir: Path | None = None
     # Model for /imagine without --model or a template's model; None: the engine's default.
@@ -75,6 +78,17 @@ class BotSettings(ReviewPolicy, BaseSettings):
     calendars_dir: Path | None = None
     calendar_channels: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("admin_ids", "admin_roles", mode="before")
+    @classmethod
+    def _split_admins(cls, value: object) -> object:
+        return _names(value)
+
+    def is_admin(self, user: str, roles: frozenset[str] = frozenset()) -> bool:
+        """Whether ``user`` (with ``roles``) is an admin; see ``admin_ids``."""
+        if self.admin_ids or self.admin_roles:
+            return user in self.admin_ids or bool(roles & self.admin_roles)
+        return not self.open and (user in self.approver_ids or bool(roles & self.approver_roles))
+
     def export_path(self, settings: Settings) -> Path:
         """The folder approved images are exported to."""
         return self.export_dir or settings.data_dir / "approved"
@@ -86,3 +100,10 @@ class BotSettings(ReviewPolicy, BaseSettings):
     def model_name(self, settings: Settings) -> str:
         """The model used when neither the command nor the template names one."""
         return self.default_model or settings.default_model
+
+
+def _names(value: object) -> object:
+    """A comma-separated list from the environment (``U024BE7LH,U0G9QF9C6``) as a set."""
+    if isinstance(value, str):
+        return frozenset(part.strip() for part in value.split(",") if part.strip())
+    return value

@@ -262,6 +262,16 @@ class Catalog:
             problems=found.problems,
         )
 
+    def replace(self, other: Catalog) -> None:
+        """Take ``other``'s entries in place (a reload): whoever holds this catalog sees them."""
+        self.templates = other.templates
+        self.models = other.models
+        self.loras = other.loras
+        self.controlnets = other.controlnets
+        self.embeddings = other.embeddings
+        self.vaes = other.vaes
+        self.problems = other.problems
+
     def template(self, name: str) -> Template:
         """The template called ``name``, or a :class:`CatalogError` with a suggestion."""
         return _lookup("template", name, self.templates)

@@ -6,17 +6,29 @@ costs milliseconds where reloading a model costs seconds. Derived pipelines (img
 inpaint, ControlNet) share these very modules, so an adapter loaded once serves every
 mode of the model. Beyond ``cap`` resident adapters the least recently used one is
 deleted (``delete_adapters``) to bound memory.
+
+Files come in several formats (``engine.lora_formats``): diffusers/peft, kohya-ss (alphas and
+text-encoder parts included) and LyCORIS LoCon all load through diffusers'
+``load_lora_weights``, which converts the kohya-ss layout itself (alpha becomes the peft
+``lora_alpha``, so scale = alpha / rank as in kohya-ss). Other formats (LyCORIS LoHa, LoKr,
+(IA)³, DoRA, anything unknown), and files that fit none of the model's layers, are refused with
+a sentence (:class:`ModelUnavailableError`) before any adapter is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from engine.errors import ModelUnavailableError
+from engine.lora_formats import lora_format, module_count, refusal
+from engine.model_files import read_header
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +53,14 @@ class LoraAdapters:
         """Make exactly ``loras`` active with their weights; an empty list disables LoRA.
         Returns whether adapters were loaded or deleted (the parameter count changed)."""
         wanted = {adapter_name(name): str(path) for name, path, _ in loras}
+        names = {adapter_name(name): name for name, _, _ in loras}
         for adapter, path in wanted.items():
             if self.resident.get(adapter) == path:
                 self.resident.move_to_end(adapter)  # used now: evicted last
         missing = [a for a, path in wanted.items() if self.resident.get(a) != path]
         changed = self._evict(keep=set(wanted), room=len(missing))
         for adapter in missing:
-            self._load(adapter, wanted[adapter])
+            self._load(names[adapter], adapter, wanted[adapter])
             changed = True
         self._switch([(adapter_name(name), weight) for name, _, weight in loras])
         return changed
@@ -63,16 +76,50 @@ class LoraAdapters:
             self.pipe.set_adapters([a for a, _ in active], adapter_weights=[w for _, w in active])
         self.active = tuple(active)
 
-    def _load(self, adapter: str, path: str) -> None:
+    def _load(self, name: str, adapter: str, path: str) -> None:
         if adapter in self.resident:  # the catalog now points the name at another file
             self.pipe.delete_adapters(adapter)
             del self.resident[adapter]
+        source, keys = read_lora(name, Path(path))
         with warnings.catch_warnings(), _quiet_transformers():
             # peft warns on every adapter after the first; several are the point here.
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            self.pipe.load_lora_weights(path, adapter_name=adapter)
+            try:
+                self.pipe.load_lora_weights(source, adapter_name=adapter)
+            except (ValueError, KeyError, RuntimeError) as exc:
+                if isinstance(exc, RuntimeError) and "size mismatch" not in str(exc):
+                    raise  # out of memory and the like: ours, not the file's
+                log.warning("LoRA %s (%s) did not load", name, path, exc_info=True)
+                self.pipe.delete_adapters(adapter)  # whatever part of it got in
+                raise ModelUnavailableError(_misfit(name)) from exc
         self.reads[path] += 1
+        expected, adapted = module_count(keys), self._adapted_layers(adapter)
+        if adapted == 0:
+            self.pipe.delete_adapters(adapter)
+            raise ModelUnavailableError(_misfit(name))
+        if adapted < expected:
+            # diffusers leaves out what it cannot place, with a warning of its own.
+            log.warning(
+                "LoRA %s (%s, %s): %d of its %d layers match none of the model's and are ignored",
+                name,
+                path,
+                lora_format(keys),
+                expected - adapted,
+                expected,
+            )
         self.resident[adapter] = path
+
+    def _adapted_layers(self, adapter: str) -> int:
+        """How many layers of the pipeline's models carry adapter ``adapter``."""
+        count = 0
+        for component in self.pipe.components.values():
+            if not hasattr(component, "named_modules"):
+                continue
+            for _, module in component.named_modules():
+                lora_a = getattr(module, "lora_A", None)
+                if lora_a is not None and adapter in lora_a:
+                    count += 1
+        return count
 
     def _evict(self, *, keep: set[str], room: int) -> bool:
         """Delete least recently used adapters (never one in ``keep``) until ``room`` more
@@ -103,6 +150,47 @@ def _quiet_transformers() -> Iterator[None]:
         yield
     finally:
         transformers_logging.set_verbosity(level)
+
+
+def read_lora(name: str, path: Path) -> tuple[str | dict[str, Any], list[str]]:
+    """What ``load_lora_weights`` reads for LoRA ``name`` and its tensor names, once its
+    format is known to be one that loads (else :class:`ModelUnavailableError`).
+
+    A safetensors file is given as its path (diffusers reads it, header metadata included;
+    here only its header is read); a pickled one (``.pt``, ``.ckpt``, ``.bin``) is read here,
+    tensors only (``weights_only``), and given as its state dict."""
+    source: str | dict[str, Any]
+    try:
+        if path.suffix.lower() == ".safetensors":
+            keys = list(read_header(path))  # the header alone; FileUnreadable is a ValueError
+            source = str(path)
+        else:
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+                state = state["state_dict"]
+            if not isinstance(state, dict):
+                raise ValueError(f"{path} holds no state dict")
+            keys = [str(k) for k in state]
+            source = state
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        log.warning("LoRA %s: cannot read %s", name, path, exc_info=True)
+        raise ModelUnavailableError(
+            f"LoRA `{name}`: its file {path.name} cannot be read as a LoRA ({exc.__class__.__name__}); "
+            "ask an admin to replace it"
+        ) from exc
+    sentence = refusal(name, keys)
+    if sentence is not None:
+        raise ModelUnavailableError(sentence)
+    return source, keys
+
+
+def _misfit(name: str) -> str:
+    return (
+        f"LoRA `{name}` does not fit this model: its layers do not match the model's (the "
+        "worker's log has the details); check that it was made for this model's family"
+    )
 
 
 def adapter_name(lora: str) -> str:

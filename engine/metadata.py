@@ -7,6 +7,11 @@ and friends read our images::
     Negative prompt: <negative>
     Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 12345, Size: 512x512, Model: sd15
 
+With the files' hashes as A1111 writes them (:class:`ResourceHashes`, computed by
+``engine.file_hashes`` when the worker loads the files): ``Model hash: <10 hex>`` right
+before ``Model``, and at the end ``Lora hashes: "name: <12 hex>, ..."`` and
+``TI hashes: "name: <12 hex>, ..."``; a model without a local file (built-in, Hub) has none.
+
 A second chunk, ``proofroom``, holds the full job spec as JSON (job id, template,
 variables, parent), so nothing that made the image is lost. No torch here.
 """
@@ -17,6 +22,7 @@ import io
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, PngImagePlugin
@@ -49,6 +55,33 @@ def unquote(text: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class ResourceHashes:
+    """A1111's short hashes of the files an image was made with: ``model`` (10 hex digits,
+    None without a local file), ``loras`` and ``embeddings`` by the name written in the
+    image (12 hex digits each). See ``engine.file_hashes`` for how each is computed."""
+
+    model: str | None = None
+    loras: Mapping[str, str] = field(default_factory=dict)
+    embeddings: Mapping[str, str] = field(default_factory=dict)
+
+
+def hash_list(hashes: Mapping[str, str]) -> str:
+    """``name: hash, name2: hash`` as A1111 writes ``Lora hashes`` and ``TI hashes``: each
+    name without ``:`` and ``,``, entries without a hash left out (quoted by :func:`quote`)."""
+    return ", ".join(
+        f"{name.replace(':', '').replace(',', '')}: {short}"
+        for name, short in hashes.items()
+        if short
+    )
+
+
+def parse_hash_list(text: str) -> dict[str, str]:
+    """``{name: hash}`` from an unquoted ``Lora hashes`` / ``TI hashes`` value."""
+    pairs = (item.rpartition(":") for item in text.split(","))
+    return {name.strip(): short.strip() for name, _, short in pairs if name.strip()}
+
+
 def format_parameters(
     *,
     prompt: str,
@@ -62,8 +95,14 @@ def format_parameters(
     model: str | None = None,
     loras: Sequence[tuple[str, float]] = (),
     extra: Mapping[str, object] | None = None,
+    model_hash: str | None = None,
+    lora_hashes: Mapping[str, str] | None = None,
+    embedding_hashes: Mapping[str, str] | None = None,
 ) -> str:
-    """The A1111 ``parameters`` text. ``loras`` is written as ``Lora: "name:0.8, other:1"``."""
+    """The A1111 ``parameters`` text. ``loras`` is written as ``Lora: "name:0.8, other:1"``.
+    ``model_hash`` goes right before ``Model`` (as A1111's ``create_infotext`` puts it),
+    ``lora_hashes`` and ``embedding_hashes`` (``{name: short hash}``) last, as
+    ``Lora hashes`` and ``TI hashes``; empty or None: no field."""
     fields: dict[str, object] = {
         "Steps": steps,
         "Sampler": sampler,
@@ -71,11 +110,16 @@ def format_parameters(
         "Seed": seed,
         "Size": f"{width}x{height}",
     }
+    if model_hash:
+        fields["Model hash"] = model_hash
     if model:
         fields["Model"] = model
     if loras:
         fields["Lora"] = ", ".join(f"{name}:{weight:g}" for name, weight in loras)
     fields.update(extra or {})
+    for key, hashes in (("Lora hashes", lora_hashes), ("TI hashes", embedding_hashes)):
+        if hashes and hash_list(hashes):
+            fields[key] = hash_list(hashes)
     lines = [prompt]
     if negative_prompt:
         lines.append(f"{NEGATIVE_PREFIX} {negative_prompt}")
@@ -83,9 +127,13 @@ def format_parameters(
     return "\n".join(lines)
 
 
-def parameters_for(spec: JobSpec, index: int, *, prompt: str | None = None) -> str:
+def parameters_for(
+    spec: JobSpec, index: int, *, prompt: str | None = None, hashes: ResourceHashes | None = None
+) -> str:
     """The ``parameters`` text of image ``index`` of ``spec``; ``prompt`` is the prompt
-    actually encoded (with LoRA trigger words) when it differs from the spec's."""
+    actually encoded (with LoRA trigger words) when it differs from the spec's; ``hashes``:
+    those of the files it was rendered with, as the worker found them."""
+    hashes = hashes or ResourceHashes()
     return format_parameters(
         prompt=spec.prompt if prompt is None else prompt,
         negative_prompt=spec.negative_prompt,
@@ -98,6 +146,9 @@ def parameters_for(spec: JobSpec, index: int, *, prompt: str | None = None) -> s
         model=spec.model,
         loras=[(ref.name, ref.weight) for ref in spec.loras],
         extra=_mode_fields(spec),
+        model_hash=hashes.model,
+        lora_hashes=hashes.loras,
+        embedding_hashes=hashes.embeddings,
     )
 
 
@@ -121,7 +172,8 @@ def parse_parameters(text: str) -> dict[str, str]:
 
     The settings line is the last line starting with ``Steps: ``; the lines before it
     are the prompt, up to a line starting with ``Negative prompt:``. Values are
-    unquoted strings; ``Size`` is also split into ``Size-1`` and ``Size-2`` as A1111 does.
+    unquoted strings (``Lora hashes`` and ``TI hashes`` too: :func:`parse_hash_list` splits
+    them); ``Size`` is also split into ``Size-1`` and ``Size-2`` as A1111 does.
     """
     lines = text.strip("\n").split("\n")
     settings_at = max(

@@ -13,16 +13,18 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine import sources, tiny
-from engine.catalog import ControlNetEntry, LoraEntry, ModelEntry
+from engine import file_hashes, sources, tiny
+from engine.catalog import ControlNetEntry, LoraEntry, ModelEntry, VaeEntry
 from engine.errors import CatalogError
 from engine.loras import LoraAdapters, LoraFile
+from engine.model_folders import folders
 from engine.samplers import make_scheduler
 from engine.settings import Settings
 from engine.spec import Mode
@@ -89,6 +91,10 @@ class LoadedPipeline:
     # (mode, ControlNet key or "") -> pipeline sharing ``pipe``'s modules
     derived: dict[tuple[Mode, str], Any] = field(default_factory=dict)
     loras: LoraAdapters = field(init=False)
+    # Textual-inversion embeddings loaded into its tokenizers and text encoders, kept
+    # resident (engine.embeddings.use_embeddings): lower-case name -> (file, tokens)
+    embeddings: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    model_hash: str | None = None  # A1111's ``Model hash`` of its file; None without one
 
     def __post_init__(self) -> None:
         self.loras = LoraAdapters(pipe=self.pipe, cap=self.lora_cap, reads=self.lora_reads)
@@ -163,21 +169,29 @@ class PipelineCache:
         self.controlnet_loads: Counter[str] = Counter()
         self.lora_reads: Counter[str] = Counter()
         self.load_seconds = 0.0
+        # Files' hashes for the images' metadata, each file hashed once (engine.file_hashes);
+        # ``lora_hashes``: LoRA file -> A1111's short hash ("" when unreadable), set on use.
+        self.hashes = file_hashes.cache_for(settings.model_cache_dir)
+        self.lora_hashes: dict[str, str] = {}
         # ("model", name, source, family) -> LoadedPipeline; ("controlnet", source) -> ...
         self._entries: OrderedDict[tuple[str, ...], LoadedPipeline | LoadedControlNet] = (
             OrderedDict()
         )
         self._lock = threading.Lock()
 
-    def acquire(self, model: ModelEntry) -> tuple[LoadedPipeline, float]:
-        """The pipeline of ``model`` and the seconds spent loading it now (0.0 when warm)."""
+    def acquire(
+        self, model: ModelEntry, *, vae: VaeEntry | None = None
+    ) -> tuple[LoadedPipeline, float]:
+        """The pipeline of ``model`` and the seconds spent loading it now (0.0 when warm).
+        ``vae``: the catalog entry of the VAE that ``model.vae`` names (a ``vae:`` that is a
+        path needs none)."""
         key = _model_key(model)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key], 0.0  # type: ignore[return-value]
             started = time.perf_counter()
-            pipe = self._load(model)
+            pipe = self._load(model, vae=vae)
             pipe.set_progress_bar_config(disable=True)
             loaded = LoadedPipeline(
                 name=model.name,
@@ -187,6 +201,7 @@ class PipelineCache:
                 base_scheduler_config=pipe.scheduler.config,
                 lora_cap=self.settings.lora_adapter_cap,
                 lora_reads=self.lora_reads,
+                model_hash=self.model_hash(model),
             )
             seconds = time.perf_counter() - started
             self.loads[model.name] += 1
@@ -232,6 +247,8 @@ class PipelineCache:
         when that changed its bytes, evict least recently used entries other than ``loaded``
         and ``controlnet`` (what the calling job holds) until the cache is within its budget
         again. Call it holding ``loaded.lock``."""
+        for _, path, _ in loras:  # hashed once per file (the hash cache), kept for the render
+            self.lora_hashes[str(path)] = self._file_hash(file_hashes.lora_short_hash, path) or ""
         if not loaded.use_loras(loras):
             return
         with self._lock:
@@ -241,19 +258,36 @@ class PipelineCache:
             self._evict(keep=held)
 
     def lora_path(self, lora: LoraEntry) -> Path:
-        """The file of ``lora``: a built-in generated on first use, or one in the LoRA dir."""
+        """The file of ``lora``: a built-in generated on first use, or one in a LoRA folder
+        (``lora_dir``, or an A1111 install's ``models/Lora``; a relative source is in the
+        first)."""
         if lora.source.startswith("builtin:"):
             return tiny.lora_file(lora.source.removeprefix("builtin:"), cache_dir=self.model_cache)
-        root = self.settings.lora_dir.resolve()
-        path = (root / lora.source).resolve()
-        if not path.is_relative_to(root):
-            raise CatalogError(f"LoRA `{lora.name}` points outside the LoRA directory")
+        roots = [folder.resolve() for kind, folder in folders(self.settings) if kind == "lora"]
+        path = (roots[0] / lora.source).resolve()
+        if not any(path.is_relative_to(root) for root in roots):
+            raise CatalogError(f"LoRA `{lora.name}` points outside the LoRA directories")
         if not path.is_file():
             raise CatalogError(
                 f"LoRA `{lora.name}` is in the catalog but its file {lora.source} is missing "
                 f"on the worker; ask an admin to put it in {self.settings.lora_dir}"
             )
         return path
+
+    def model_hash(self, model: ModelEntry) -> str | None:
+        """``Model hash`` of a model loaded from a local single file; None otherwise."""
+        if model.source.startswith("builtin:") or not Path(model.source).expanduser().is_file():
+            return None
+        return self._file_hash(file_hashes.model_short_hash, Path(model.source).expanduser())
+
+    def _file_hash(self, short_hash: Callable[..., str], path: Path) -> str | None:
+        """``short_hash(path)`` from this cache's hash cache; None (and a warning) when the
+        file cannot be read: a missing hash never fails a job."""
+        try:
+            return short_hash(path, cache=self.hashes)
+        except OSError as exc:
+            log.warning("cannot hash %s: %s", path, exc)
+            return None
 
     @property
     def model_cache(self) -> Path:
@@ -288,15 +322,31 @@ class PipelineCache:
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
-    def _load(self, model: ModelEntry) -> Any:
+    def _load(self, model: ModelEntry, *, vae: VaeEntry | None = None) -> Any:
+        """The pipeline of ``model`` on this cache's device: a built-in, a single file (with
+        its configs, ``engine.sources.load_model``), a diffusers folder or a Hub repo; with
+        the VAE that ``model.vae`` names instead of its own."""
         import diffusers
 
         source = model.source
+        allow_pickle = bool(getattr(self.settings, "allow_pickle", False))
         if source.startswith("builtin:"):
-            return self._place(tiny.load(source.removeprefix("builtin:")))
-        cls = getattr(diffusers, PIPELINE_CLASSES[model.family])
-        pipe = sources.load(cls, source, dtype=self.dtype, kind="model", name=model.name)
-        return pipe.to(self.device)
+            pipe = self._place(tiny.load(source.removeprefix("builtin:")))
+        else:
+            cls = getattr(diffusers, PIPELINE_CLASSES[model.family])
+            pipe = sources.load_model(cls, model, dtype=self.dtype, allow_pickle=allow_pickle)
+            pipe = pipe.to(self.device)
+        if model.vae:
+            entry = _vae_entry(model, vae)
+            own = sources.load_vae(
+                entry.source,
+                name=entry.name,
+                like=pipe.vae,
+                dtype=self.dtype,
+                allow_pickle=allow_pickle,
+            )
+            pipe.vae = own.to(self.device).eval()
+        return pipe
 
     def _load_controlnet(self, entry: ControlNetEntry) -> Any:
         from diffusers import ControlNetModel
@@ -331,4 +381,23 @@ def module_bytes(module: Any) -> int:
 
 
 def _model_key(model: ModelEntry) -> tuple[str, ...]:
-    return ("model", model.name, model.source, model.family)
+    return ("model", model.name, model.source, model.family, model.config or "", model.vae or "")
+
+
+def _vae_entry(model: ModelEntry, vae: VaeEntry | None) -> VaeEntry:
+    """The VAE that ``model.vae`` names: ``vae`` (its catalog entry), or the path itself."""
+    assert model.vae
+    if vae is not None:
+        if model.family not in vae.families:
+            raise CatalogError(
+                f"model `{model.name}` names VAE `{vae.name}`, which is made for "
+                f"{'/'.join(vae.families)} models, not {model.family}; an admin can fix "
+                "its `vae:` in templates/models.yaml"
+            )
+        return vae
+    if "/" in model.vae or "\\" in model.vae or Path(model.vae).suffix:
+        return VaeEntry(name=model.vae, source=model.vae, families=[model.family])
+    raise CatalogError(
+        f"model `{model.name}` names VAE `{model.vae}`, which is not in the catalog; an "
+        "admin can add it to templates/vaes.yaml or fix its `vae:` in templates/models.yaml"
+    )

@@ -7,11 +7,19 @@ Encoding follows A1111: the weighted token ids are cut into chunks of 75 (at a
 recent comma when one is close, or at BREAK), each chunk is encoded with BOS/EOS
 by every text encoder, hidden states are scaled by the token weights, the chunk's
 original mean is restored, and the chunks are concatenated. Nothing is truncated.
+
+Textual-inversion embeddings (``engine.embeddings``): ``encode_prompts(..., embeddings=)``
+maps each embedding word (matched case-insensitively as a whole word, as A1111 does) to the
+tokens loaded for it, ``name name_1 ...`` for a multi-vector one; the word's place in the
+prompt gets those token ids with the word's weight, and a chunk that has no room left for
+all of them starts a new chunk (A1111). Only the words given are replaced: a word the job's
+catalog does not name stays text, whatever tokens the pipeline holds.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,13 +106,18 @@ class Chunk:
 
 
 def chunk_tokens(
-    pieces: list[tuple[list[int], float]], *, comma_id: int | None = None
+    pieces: list[tuple[list[int], float]],
+    *,
+    comma_id: int | None = None,
+    whole: Collection[int] = (),
 ) -> list[Chunk]:
     """Cut weighted token runs into chunks of at most :data:`CHUNK` tokens (A1111's rules).
 
     A chunk that fills up is cut after its last comma when that comma is at most
     :data:`COMMA_BACKTRACK` tokens back, so a phrase is not split across chunks;
-    a weight of -1 (BREAK) starts a new chunk. There is always at least one chunk.
+    a weight of -1 (BREAK) starts a new chunk. ``whole``: indices of pieces (an embedding's
+    vectors) that start a new chunk rather than be split across two. There is always at
+    least one chunk.
     """
     chunks: list[Chunk] = []
     ids: list[int] = []
@@ -116,10 +129,12 @@ def chunk_tokens(
         chunks.append(Chunk(ids, weights))
         ids, weights, last_comma = [], [], -1
 
-    for tokens, weight in pieces:
+    for index, (tokens, weight) in enumerate(pieces):
         if weight == -1.0:
             close()
             continue
+        if index in whole and ids and len(ids) + len(tokens) > CHUNK >= len(tokens):
+            close()
         for token in tokens:
             if token == comma_id:
                 last_comma = len(ids)
@@ -138,21 +153,71 @@ def chunk_tokens(
     return chunks
 
 
-def token_count(tokenizer: Any, text: str) -> int:
-    """How many tokens ``text`` is (without BOS/EOS), weights syntax removed."""
-    return sum(len(ids) for ids, w in _tokenize(tokenizer, text) if w != -1.0)
+def word_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern finding any of ``words`` as a whole word, case-insensitively (the longest
+    first, so ``bad-hands`` wins over ``bad``); None for no words."""
+    unique = sorted({w for w in words if w}, key=lambda w: (-len(w), w))
+    if not unique:
+        return None
+    alternatives = "|".join(re.escape(w) for w in unique)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
-def _tokenize(tokenizer: Any, text: str) -> list[tuple[list[int], float]]:
-    parsed = parse_weights(text)
-    texts = [t for t, w in parsed if w != -1.0]
+def token_count(
+    tokenizer: Any, text: str, *, embeddings: Mapping[str, Sequence[str]] | None = None
+) -> int:
+    """How many tokens ``text`` is (without BOS/EOS), weights syntax removed; ``embeddings``
+    as for :func:`encode_prompts` (each embedding word counts its vectors)."""
+    pieces, _ = _tokenize(tokenizer, text, embeddings)
+    return sum(len(ids) for ids, w in pieces if w != -1.0)
+
+
+def _tokenize(
+    tokenizer: Any, text: str, embeddings: Mapping[str, Sequence[str]] | None = None
+) -> tuple[list[tuple[list[int], float]], set[int]]:
+    """Weighted token runs of ``text`` and the indices of the runs that are embeddings."""
+    by_word = {word.lower(): tokens for word, tokens in (embeddings or {}).items()}
+    pattern = word_pattern(by_word)
+    parts: list[tuple[str | list[int], float]] = []  # text to tokenize, or embedding ids
+    for fragment, weight in parse_weights(text):
+        if weight == -1.0 or pattern is None:
+            parts.append((fragment, weight))
+            continue
+        at = 0
+        for match in pattern.finditer(fragment):
+            if match.start() > at:
+                parts.append((fragment[at : match.start()], weight))
+            parts.append((_token_ids(tokenizer, by_word[match.group(0).lower()]), weight))
+            at = match.end()
+        if at == 0 or at < len(fragment):
+            parts.append((fragment[at:], weight))
+    texts = [p for p, w in parts if isinstance(p, str) and w != -1.0]
     encoded = (
         tokenizer(texts, truncation=False, add_special_tokens=False, verbose=False)
         if texts
         else None
     )
     ids = iter(encoded.input_ids if encoded is not None else [])
-    return [([], w) if w == -1.0 else (next(ids), w) for _, w in parsed]
+    pieces: list[tuple[list[int], float]] = []
+    whole: set[int] = set()
+    for part, weight in parts:
+        if weight == -1.0:
+            pieces.append(([], weight))
+        elif isinstance(part, str):
+            pieces.append((next(ids), weight))
+        else:
+            whole.add(len(pieces))
+            pieces.append((part, weight))
+    return pieces, whole
+
+
+def _token_ids(tokenizer: Any, tokens: Sequence[str]) -> list[int]:
+    """The ids of added tokens ``tokens`` (an embedding loaded into ``tokenizer``)."""
+    added = tokenizer.added_tokens_encoder
+    missing = [t for t in tokens if t not in added]
+    if missing:
+        raise ValueError(f"tokens {missing} are not loaded into this tokenizer")
+    return [added[t] for t in tokens]
 
 
 @dataclass
@@ -169,7 +234,13 @@ class PromptEmbeds:
         return {k: v for k, v in vars(self).items() if v is not None}
 
 
-def encode_prompts(pipe: Any, prompt: str, negative: str = "") -> PromptEmbeds:
+def encode_prompts(
+    pipe: Any,
+    prompt: str,
+    negative: str = "",
+    *,
+    embeddings: Mapping[str, Sequence[str]] | None = None,
+) -> PromptEmbeds:
     """Encode ``prompt`` and ``negative`` for ``pipe`` (SD1.5 or SDXL) with A1111 semantics.
 
     SD1.5: the last hidden state of the one encoder. SDXL: the penultimate hidden states
@@ -177,16 +248,19 @@ def encode_prompts(pipe: Any, prompt: str, negative: str = "") -> PromptEmbeds:
     empty negative becomes zeros when the pipeline asks for that
     (``force_zeros_for_empty_prompt``), as diffusers does. Prompt and negative are padded
     to the same number of chunks with encodings of the empty prompt.
+
+    ``embeddings``: embedding word -> the tokens loaded for it into the pipeline's
+    tokenizer(s) (``engine.embeddings.use_embeddings``); those words become their vectors.
     """
     import torch
 
     xl = getattr(pipe, "text_encoder_2", None) is not None
-    pos, pos_pooled = _encode(pipe, prompt, xl=xl)
+    pos, pos_pooled = _encode(pipe, prompt, xl=xl, embeddings=embeddings)
     neg_pooled: torch.Tensor | None
     if pos_pooled is not None and not negative and pipe.config.get("force_zeros_for_empty_prompt"):
         neg, neg_pooled = torch.zeros_like(pos), torch.zeros_like(pos_pooled)
     else:
-        neg, neg_pooled = _encode(pipe, negative, xl=xl)
+        neg, neg_pooled = _encode(pipe, negative, xl=xl, embeddings=embeddings)
     if pos.shape[1] != neg.shape[1]:
         # The UNet needs cond and uncond of one length: pad the shorter with empty
         # chunks, as A1111 does (zeroed negatives are already the prompt's length).
@@ -205,7 +279,9 @@ def _pad(embeds: torch.Tensor, length: int, filler: torch.Tensor) -> torch.Tenso
     return torch.cat([embeds, filler.repeat(1, missing, 1)], dim=1) if missing else embeds
 
 
-def _encode(pipe: Any, text: str, *, xl: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _encode(
+    pipe: Any, text: str, *, xl: bool, embeddings: Mapping[str, Sequence[str]] | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Hidden states ``[1, 77 * chunks, dim]`` (encoders side by side) and pooled output."""
     import torch
 
@@ -218,7 +294,8 @@ def _encode(pipe: Any, text: str, *, xl: bool) -> tuple[torch.Tensor, torch.Tens
     for tokenizer, encoder in pairs:
         comma = tokenizer.convert_tokens_to_ids(",</w>")
         comma = None if comma == tokenizer.unk_token_id else comma
-        chunks = chunk_tokens(_tokenize(tokenizer, text), comma_id=comma)
+        pieces, whole = _tokenize(tokenizer, text, embeddings)
+        chunks = chunk_tokens(pieces, comma_id=comma, whole=whole)
         states = []
         for i, chunk in enumerate(chunks):
             pad = [tokenizer.pad_token_id] * (CHUNK - len(chunk.ids))

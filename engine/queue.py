@@ -38,6 +38,7 @@ from rq.serializers import JSONSerializer
 
 from engine.catalog import Catalog, Family
 from engine.events import EventStream, JobEvent
+from engine.model_folders import load_catalog
 from engine.redis_values import as_text
 from engine.settings import Settings
 from engine.spec import JobSpec, Priority
@@ -118,7 +119,7 @@ class JobQueue:
     def catalog(self) -> Catalog:
         """The catalog that maps a model to its family (loaded on first use)."""
         if self._catalog is None:
-            self._catalog = Catalog.load(self.settings.templates_dir)
+            self._catalog = load_catalog(self.settings)
         return self._catalog
 
     def enqueue(self, spec: JobSpec) -> str:

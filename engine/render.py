@@ -30,7 +30,9 @@ import torch
 from engine import finite, metadata
 from engine.catalog import Catalog, ControlNetEntry, LoraEntry, ModelEntry
 from engine.control import control_image
+from engine.embeddings import embeddings_for, use_embeddings
 from engine.errors import BlankImageError, CancelledError, SpecError
+from engine.file_hashes import embedding_short_hash
 from engine.inputs import PreparedInputs, overlay, prepare
 from engine.pipelines import PipelineCache
 from engine.prompts import encode_prompts
@@ -66,8 +68,12 @@ def render(
     model, loras, controlnet = validate(spec, catalog=catalog, cache=cache)
     lora_files = [(entry.name, cache.lora_path(entry), weight) for entry, weight in loras]
     prompt = with_triggers(spec.prompt, [entry for entry, _ in loras])
+    # Embeddings the prompt or negative names (name, file): checked before any load.
+    embedding_files = embeddings_for(
+        catalog, model, [prompt, spec.negative_prompt], settings=cache.settings
+    )
     inputs = load_inputs(spec, store=store, cache=cache)  # a bad input fails before any load
-    loaded, load_s = cache.acquire(model)
+    loaded, load_s = cache.acquire(model, vae=catalog.vaes.get(model.vae or ""))
     control = None
     if controlnet is not None:
         control, control_s = cache.acquire_controlnet(controlnet, model=model)
@@ -79,12 +85,28 @@ def render(
         pipe = loaded.pipeline(spec.mode, controlnet=control)
         loaded.use_sampler(spec.sampler)
         cache.use_loras(loaded=loaded, loras=lora_files, controlnet=control)
-        embeds = encode_prompts(pipe, prompt, spec.negative_prompt).kwargs()
+        hashes = metadata.ResourceHashes(  # computed when the files were loaded
+            model=loaded.model_hash,
+            loras={name: cache.lora_hashes.get(str(path), "") for name, path, _ in lora_files},
+            embeddings={
+                f.name: embedding_short_hash(f.path, cache=cache.hashes) for f in embedding_files
+            },
+        )
+        words = use_embeddings(loaded, embedding_files)  # each loaded once, then resident
+        embeds = encode_prompts(pipe, prompt, spec.negative_prompt, embeddings=words).kwargs()
         for index in range(spec.count):
             if should_cancel is not None and should_cancel():
                 raise CancelledError(spec.id)
             pixels = _render_one(
-                pipe, spec, index, embeds, inputs, on_progress, should_cancel, prompt=prompt
+                pipe,
+                spec,
+                index,
+                embeds,
+                inputs,
+                on_progress,
+                should_cancel,
+                prompt=prompt,
+                words=words,
             )
             if pixels is None:
                 blank[index] = spec.image_seed(index)
@@ -93,7 +115,7 @@ def render(
             if spec.mode is Mode.inpaint:
                 assert inputs.init is not None and inputs.mask is not None
                 image = overlay(inputs.init, image, inputs.mask, blur=spec.mask_blur)
-            images.append(_store(spec, index, image, prompt=prompt, store=store))
+            images.append(_store(spec, index, image, prompt=prompt, store=store, hashes=hashes))
     if blank:
         sentence = finite.blank_sentence(seeds=blank, count=spec.count)
         if not images:
@@ -165,6 +187,7 @@ def _render_one(
     should_cancel: CancelFn | None,
     *,
     prompt: str,
+    words: dict[str, list[str]] | None = None,
 ) -> Any | None:
     """Image ``index`` as float pixels ``[1, h, w, 3]``: one pipeline call with its own CPU
     generator (seed + index), retried once in a safe mode when not finite (see
@@ -187,7 +210,11 @@ def _render_one(
     def attempt(callback: finite.StepCallback, again: bool) -> Any:
         # ``again`` runs in full precision: the prompt is encoded again by the fp32 text
         # encoder, its first embeddings may be where the NaN came from.
-        now = encode_prompts(pipe, prompt, spec.negative_prompt).kwargs() if again else embeds
+        now = (
+            encode_prompts(pipe, prompt, spec.negative_prompt, embeddings=words).kwargs()
+            if again
+            else embeds
+        )
         generator = torch.Generator("cpu").manual_seed(spec.image_seed(index))
         return pipe(
             **now,
@@ -278,12 +305,18 @@ def _step_callback(
 
 
 def _store(
-    spec: JobSpec, index: int, image: Any, *, prompt: str, store: ArtifactStore
+    spec: JobSpec,
+    index: int,
+    image: Any,
+    *,
+    prompt: str,
+    store: ArtifactStore,
+    hashes: metadata.ResourceHashes | None = None,
 ) -> ImageResult:
     seed = spec.image_seed(index)
     lineage = {"spec": spec.model_dump(mode="json"), "index": index, "seed": seed, "prompt": prompt}
     png = metadata.png_with_parameters(
-        image, metadata.parameters_for(spec, index, prompt=prompt), proofroom=lineage
+        image, metadata.parameters_for(spec, index, prompt=prompt, hashes=hashes), proofroom=lineage
     )
     artifact_id = store.put(
         png,

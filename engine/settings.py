@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     embedding_dir: Path = Path("embeddings")
     vae_dir: Path = Path("vaes")
     a1111_dir: Path | None = None
+    allow_pickle: bool = False  # use pickled (.ckpt/.pt) models, LoRAs, VAEs: they can run code
     model_cache_dir: Path = Path(".proofroom/models")
     default_model: str = "tiny"
     limits: Limits = Limits()

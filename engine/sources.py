@@ -7,19 +7,53 @@ a :class:`ModelUnavailableError` whose sentence names the model, its source and 
 gets it, so the worker fails the job with one log line instead of a traceback per job
 (and does not retry it: the next attempt would find the same empty cache). A file or folder
 that exists but does not load stays an internal error, with its traceback for the admin.
+
+Single files (:func:`load_model`, :func:`load_vae`) load offline with diffusers'
+``from_single_file``. Their configs come from, in order: the model's ``config:`` folder (a
+local diffusers folder, tokenizers included), an A1111-style ``<stem>.yaml`` beside the file
+(the UNet and VAE shapes, and ``parameterization: "v"``), else the family's standard configs
+shipped in ``engine/configs/`` (see its README: SD 1.5, SD 2.1-base, SDXL base 1.0). Those
+have no tokenizer files: the CLIP vocabulary is built from the BPE file of the
+``open-clip-torch`` wheel when it is installed (``pip install --no-deps open-clip-torch``),
+else such a model is refused with a sentence saying so. A ``.ckpt`` (a pickle, which can run
+code when loaded) is refused unless ``allow_pickle``; a truncated ``.safetensors`` and an SDXL
+refiner are refused with a sentence too.
+
+A model's ``vae:`` (a catalog VAE, a file or a folder) replaces its own VAE; a VAE file is
+read with the architecture and scaling factor of the model's own VAE. An SDXL model in fp16
+on a GPU should name ``madebyollin/sdxl-vae-fp16-fix``: SDXL's own VAE overflows in fp16 and
+is upcast to fp32 for every decode.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
+import importlib.util
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import constants
 from huggingface_hub.utils import HFValidationError
 
+from engine.catalog import ModelEntry
 from engine.errors import ModelUnavailableError
+from engine.model_files import FileUnreadable, read_header
+
+log = logging.getLogger(__name__)
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+CONFIGS_DIR = Path(__file__).with_name("configs")
+# Inside the open-clip-torch wheel: the CLIP BPE merges every SD tokenizer is built from.
+CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+_CLIP_MERGES = 49152 - 256 - 2  # what CLIP uses of the file (open_clip's SimpleTokenizer)
+_SDXL_OPEN_CLIP = "conditioner.embedders.1.model."
 
 
 def load(cls: Any, source: str, *, dtype: Any, kind: str, name: str) -> Any:
@@ -80,15 +114,248 @@ def missing_path_sentence(*, kind: str, name: str, source: str) -> str:
     )
 
 
-def _load_local(cls: Any, path: Path, *, source: str, dtype: Any, what: str) -> Any:
+def _load_local(
+    cls: Any, path: Path, *, source: str, dtype: Any, what: str, **single_file: Any
+) -> Any:
     try:
         if path.is_file():
-            return cls.from_single_file(str(path), **dtype_argument(dtype))
+            return cls.from_single_file(str(path), **dtype_argument(dtype), **single_file)
         return cls.from_pretrained(str(path), **dtype_argument(dtype))
     except (OSError, ValueError) as exc:
         # It is there but does not load: a broken download or a wrong layout. The admin
         # needs the details (and the traceback), the user gets "something went wrong".
         raise RuntimeError(f"cannot load {what} from {source}: {exc}") from exc
+
+
+# --- single files ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SingleFilePlan:
+    """Where the configs of a single-file model come from (see the module docstring)."""
+
+    config: Path  # a diffusers folder: model_index.json, unet/, vae/, text_encoder/...
+    original_config: Path | None = None  # the A1111 yaml beside the file
+    prediction_type: str | None = None  # from the yaml's parameterization
+    shipped: bool = False  # the family's configs in engine/configs (no tokenizer files)
+
+
+def load_model(cls: Any, model: ModelEntry, *, dtype: Any, allow_pickle: bool = False) -> Any:
+    """The pipeline ``cls`` of catalog ``model``: a single file with its configs (see
+    :func:`single_file_plan`), else a diffusers folder or Hub repo through :func:`load`."""
+    path = Path(model.source).expanduser()
+    if not path.is_file():
+        return load(cls, model.source, dtype=dtype, kind="model", name=model.name)
+    keys = check_file(path, kind="model", name=model.name, allow_pickle=allow_pickle)
+    if keys is not None and is_sdxl_refiner(keys):
+        raise ModelUnavailableError(
+            f"model `{model.name}` is an SDXL refiner ({path.name}): a refiner only finishes "
+            "the images of an SDXL base model and cannot render a prompt on its own. An "
+            "admin can point its `source:` in templates/models.yaml at an SDXL base "
+            "checkpoint; until then, pick another model"
+        )
+    plan = single_file_plan(path, family=model.family, config=model.config, name=model.name)
+    extra: dict[str, Any] = {"config": str(plan.config), "local_files_only": True}
+    if plan.original_config is not None:
+        extra["original_config"] = str(plan.original_config)
+    if plan.shipped:
+        extra.update(shipped_tokenizers(model.family, name=model.name))
+    if model.family == "sdxl" and keys is not None:
+        extra["text_encoder_2"] = _sdxl_open_clip(path, plan.config, dtype=dtype)
+    pipe = _load_local(
+        cls, path, source=model.source, dtype=dtype, what=f"model {model.name}", **extra
+    )
+    if plan.prediction_type and pipe.scheduler.config.prediction_type != plan.prediction_type:
+        pipe.scheduler = type(pipe.scheduler).from_config(
+            pipe.scheduler.config, prediction_type=plan.prediction_type
+        )
+    return pipe
+
+
+def single_file_plan(path: Path, *, family: str, config: str | None, name: str) -> SingleFilePlan:
+    """The configs of single file ``path``: the ``config`` folder, else the A1111 yaml beside
+    it (with the family's shipped configs for what a yaml does not describe: text encoders,
+    tokenizers, scheduler), else the family's shipped configs."""
+    if config:
+        folder = Path(config).expanduser()
+        if not (folder / "model_index.json").is_file():
+            raise ModelUnavailableError(
+                f"model `{name}` names `{config}` as its `config:`, which is not a diffusers "
+                "folder on this worker (no model_index.json). An admin can copy the folder "
+                "there or fix `config:` in templates/models.yaml; until then, pick another model"
+            )
+        return SingleFilePlan(config=folder)
+    shipped = CONFIGS_DIR / family
+    beside = path.with_suffix(".yaml")
+    if beside.is_file():
+        original = yaml.safe_load(beside.read_text(encoding="utf-8")) or {}
+        params = original.get("model", {}).get("params", {}) if isinstance(original, dict) else {}
+        v = isinstance(params, dict) and params.get("parameterization") == "v"
+        return SingleFilePlan(
+            config=shipped,
+            original_config=beside,
+            prediction_type="v_prediction" if v else "epsilon",
+            shipped=True,
+        )
+    return SingleFilePlan(config=shipped, shipped=True)
+
+
+def check_file(path: Path, *, kind: str, name: str, allow_pickle: bool) -> list[str] | None:
+    """Refuse a pickle unless ``allow_pickle`` and a truncated or damaged ``.safetensors``,
+    each with a sentence; the tensor names of a ``.safetensors`` (None for a pickle)."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise ModelUnavailableError(
+                f"{kind} `{name}` is a pickle file ({path.name}), which can run any code "
+                "when it is loaded, so this worker does not load it. An admin can get or "
+                "convert a .safetensors version, or, trusting this file, allow pickles on "
+                f"the worker (PROOFROOM_ALLOW_PICKLE=true); until then, pick another {kind}"
+            )
+        return None
+    return safetensors_keys(path, kind=kind, name=name)
+
+
+def safetensors_keys(path: Path, *, kind: str, name: str) -> list[str]:
+    """The tensor names in ``.safetensors`` file ``path``, read from its header alone; a file
+    shorter than its header says (a download that stopped) is a :class:`ModelUnavailableError`."""
+    try:
+        return list(read_header(path))
+    except FileUnreadable as exc:
+        raise ModelUnavailableError(
+            f"{kind} `{name}`: its file {path.name} is incomplete or damaged ({exc.reason}), "
+            "most likely a download that stopped early. An admin can download it again and "
+            f"compare its size or hash with the source; until then, pick another {kind}"
+        ) from None
+
+
+def is_sdxl_refiner(keys: list[str]) -> bool:
+    """Whether checkpoint tensor names are an SDXL refiner's: one OpenCLIP encoder, first."""
+    return any(k.startswith("conditioner.embedders.0.model.") for k in keys) and not any(
+        k.startswith("conditioner.embedders.1.") for k in keys
+    )
+
+
+def _sdxl_open_clip(path: Path, config: Path, *, dtype: Any) -> Any:
+    """SDXL's second text encoder (OpenCLIP, ``conditioner.embedders.1``) read by its prefix.
+    diffusers tells the two encoders of a file apart by their width alone, so encoders of
+    the same width (the tiny test model) would both get the first one's weights."""
+    from accelerate import init_empty_weights  # type: ignore[import-untyped]
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    from safetensors import safe_open
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    with safe_open(str(path), framework="pt") as file:
+        state = {k: file.get_tensor(k) for k in file.keys() if k.startswith(_SDXL_OPEN_CLIP)}  # noqa: SIM118
+    encoder_config = CLIPTextConfig.from_pretrained(str(config / "text_encoder_2"))
+    with init_empty_weights():  # parameters on meta until assigned; buffers real
+        encoder = CLIPTextModelWithProjection(encoder_config)
+    weights = convert_open_clip_checkpoint(encoder, state, prefix=_SDXL_OPEN_CLIP)
+    encoder.load_state_dict(weights, strict=True, assign=True)
+    return encoder.to(dtype).eval()
+
+
+def shipped_tokenizers(family: str, *, name: str) -> dict[str, Any]:
+    """The tokenizers of ``family`` (``tokenizer``, and ``tokenizer_2`` for SDXL) built from
+    the CLIP BPE file of the open-clip-torch wheel, with the padding token and length of
+    each ``engine/configs/<family>/tokenizer*/tokenizer_config.json``."""
+    bpe = clip_bpe_file()
+    if bpe is None:
+        raise ModelUnavailableError(
+            f"model `{name}` is a single file without a `config:` folder, so its tokenizer "
+            "is built from the CLIP vocabulary of the open-clip-torch package, which is not "
+            "installed on this worker. An admin can install it without its dependencies "
+            "(`pip install --no-deps open-clip-torch`; it brings no torch) or set `config:` "
+            f"in templates/models.yaml to a local diffusers folder of a {family} model; "
+            "until then, pick another model"
+        )
+    tokenizers = {}
+    for folder in sorted((CONFIGS_DIR / family).glob("tokenizer*")):
+        settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        tokenizers[folder.name] = clip_tokenizer(
+            bpe, pad_token=settings["pad_token"], max_length=settings["model_max_length"]
+        )
+    return tokenizers
+
+
+def clip_bpe_file() -> Path | None:
+    """The CLIP BPE file of the installed open-clip-torch, found without importing it (which
+    would import torchvision), or None."""
+    spec = importlib.util.find_spec("open_clip")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(root) / CLIP_BPE_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def clip_tokenizer(bpe: Path, *, pad_token: str, max_length: int = 77) -> Any:
+    """A CLIP tokenizer from BPE file ``bpe`` (gzipped merges, as open_clip ships it): the
+    vocabulary of ``openai/clip-vit-large-patch14``'s vocab.json, built as open_clip does."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = _clip_vocab(bpe)
+    merge_list: Any = list(merges)  # tokenizers' BPE wants tuples, whatever the annotation
+    return CLIPTokenizer(
+        vocab=dict(vocab), merges=merge_list, pad_token=pad_token, model_max_length=max_length
+    )
+
+
+@functools.cache
+def _clip_vocab(bpe: Path) -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    lines = gzip.decompress(bpe.read_bytes()).decode("utf-8").split("\n")
+    merges = tuple(
+        (first, second)
+        for first, second in (line.split() for line in lines[1 : _CLIP_MERGES + 1] if line)
+    )
+    alphabet = list(_bytes_to_unicode().values())
+    tokens = [*alphabet, *(c + "</w>" for c in alphabet), *(a + b for a, b in merges)]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {token: index for index, token in enumerate(tokens)}, merges
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte -> printable character table (the alphabet of byte-level BPE)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    chars = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
+
+
+def load_vae(source: str, *, name: str, like: Any, dtype: Any, allow_pickle: bool = False) -> Any:
+    """The ``AutoencoderKL`` at ``source`` (a single file, a diffusers folder, with or without
+    a ``vae/`` subfolder, or a Hub repo id). A single file is read with the config of
+    ``like``, the model's own VAE (same architecture; the family's scaling factor)."""
+    from diffusers import AutoencoderKL
+
+    path = Path(source).expanduser()
+    what = f"VAE {name}"
+    if path.is_file():
+        check_file(path, kind="VAE", name=name, allow_pickle=allow_pickle)
+        with tempfile.TemporaryDirectory() as folder:
+            like.save_config(folder)
+            return _load_local(
+                AutoencoderKL,
+                path,
+                source=source,
+                dtype=dtype,
+                what=what,
+                config=folder,
+                local_files_only=True,
+            )
+    if (path / "vae" / "config.json").is_file():
+        try:
+            return AutoencoderKL.from_pretrained(
+                str(path), subfolder="vae", **dtype_argument(dtype)
+            )
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"cannot load {what} from {source}: {exc}") from exc
+    return load(AutoencoderKL, source, dtype=dtype, kind="VAE", name=name)
 
 
 def dtype_argument(dtype: Any) -> dict[str, Any]:
@@ -107,4 +374,4 @@ def dtype_argument(dtype: Any) -> dict[str, Any]:
 
 
 def _yaml(kind: str) -> str:
-    return "controlnets.yaml" if kind == "ControlNet" else "models.yaml"
+    return {"ControlNet": "controlnets.yaml", "VAE": "vaes.yaml"}.get(kind, "models.yaml")

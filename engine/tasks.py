@@ -33,6 +33,7 @@ from engine.errors import CancelledError, UserError, internal_message
 from engine.events import EventStream, JobEvent
 from engine.outage import Outage
 from engine.queue import JobQueue
+from engine.reloads import CatalogReloads
 from engine.settings import Settings
 from engine.spec import JobSpec
 
@@ -54,6 +55,8 @@ class WorkerContext:
     on_job_end: Callable[[], None] | None = None  # e.g. the worker's stats update
     # What the worker knows about Redis being away (its client's retry policy reports here).
     outage: Outage = field(default_factory=lambda: Outage(name="worker"))
+    # Keeps ``catalog`` at the generation an admin's /imagine reload asked for (engine.reloads).
+    reloads: CatalogReloads | None = None
 
     @property
     def events(self) -> EventStream:
@@ -106,6 +109,8 @@ def run_job(spec_json: dict) -> dict:
     if ctx.queue.is_cancelled(spec.id):
         return _cancelled(ctx, spec, "cancelled before it started")
 
+    if ctx.reloads is not None:
+        ctx.reloads.refresh()  # new files dropped and /imagine reload run since the last job
     ctx.redis.hset(ctx.running_key, spec.id, ctx.worker_name)
     try:
         ctx.events.publish(JobEvent(job_id=spec.id, kind="started", origin=spec.origin))

@@ -213,11 +213,12 @@ def start_context(
 ) -> WorkerContext:
     """Set up what every job shares (warm cache, store, catalog), preload the default model
     when this worker serves its family, and install it all for ``engine.tasks.run_job``."""
-    from engine.catalog import Catalog
+    from engine.model_folders import load_catalog
     from engine.pipelines import PipelineCache  # torch
+    from engine.reloads import CatalogReloads
     from engine.store import store_from_settings
 
-    catalog = Catalog.load(settings.templates_dir)
+    catalog = load_catalog(settings)
     cache = PipelineCache(settings=settings)
     stats = WorkerStats(redis=redis, settings=settings, name=name, cache=cache)
     default = catalog.model(settings.default_model)
@@ -234,6 +235,9 @@ def start_context(
         queue=JobQueue(redis=redis, settings=settings, catalog=catalog),
         on_job_end=stats.job_ended,
         outage=outage or Outage(name=f"worker {name}", logger=log),
+        reloads=CatalogReloads(
+            redis=redis, settings=settings, catalog=catalog, load=lambda: load_catalog(settings)
+        ),
     )
     stats.update()
     configure(context)

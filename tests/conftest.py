@@ -24,6 +24,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # examples would post on today's date never lands in another test's chat.
 _NO_CALENDARS = tempfile.TemporaryDirectory(prefix="proofroom-no-calendars-")
 os.environ["PROOFROOM_CALENDARS_DIR"] = _NO_CALENDARS.name
+# Nor the developer's drop-in model folders (./models, ./loras, ./embeddings, ./vaes, an A1111
+# install): every Settings made in a test, and every process it starts, scans empty ones
+# unless the test names its own (the ``settings`` fixture below does).
+_NO_MODELS = tempfile.TemporaryDirectory(prefix="proofroom-no-models-")
+for _kind in ("MODEL", "LORA", "EMBEDDING", "VAE", "A1111"):
+    os.environ[f"PROOFROOM_{_kind}_DIR"] = os.path.join(_NO_MODELS.name, _kind.lower())
 
 from engine.settings import Settings  # noqa: E402
 from tests.engine.jobs_fixtures import isolated_settings, new_prefix, wipe  # noqa: E402
@@ -72,6 +78,14 @@ def redis(redis_url: str, key_prefix: str) -> Iterator[redis_lib.Redis]:
 
 @pytest.fixture()
 def settings(tmp_path: Path, redis_url: str, key_prefix: str) -> Settings:
-    """Settings isolated to this test: own key prefix, own data and LoRA dirs.
-    Model cache is shared across tests (tiny models are deterministic)."""
-    return isolated_settings(prefix=key_prefix, redis_url=redis_url, data_dir=tmp_path / "data")
+    """Settings isolated to this test: own key prefix, own data and LoRA dirs, empty drop-in
+    model, embedding and VAE dirs. Model cache is shared across tests (tiny models are
+    deterministic)."""
+    return isolated_settings(
+        prefix=key_prefix,
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        model_dir=tmp_path / "models",
+        embedding_dir=tmp_path / "embeddings",
+        vae_dir=tmp_path / "vaes",
+    )

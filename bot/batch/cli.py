@@ -29,6 +29,7 @@ from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.events import EventStream, JobEvent
+from engine.model_folders import load_catalog
 from engine.queue import JobQueue
 from engine.settings import Settings, get_settings
 from engine.store import store_from_settings
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     """Plan, queue, wait, write; 0 when every row rendered, 1 when some failed, 2 on bad input."""
     settings = get_settings()
     bot_settings = BotSettings()
-    catalog = Catalog.load(settings.templates_dir)
+    catalog = load_catalog(settings)
     resolver = JobResolver(catalog=catalog, settings=settings, bot_settings=bot_settings)
     try:
         request, variations = parse_batch_command(

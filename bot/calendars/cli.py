@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from bot.calendars.model import load_calendars, run_for, run_for_week
 from bot.settings import BotSettings
-from engine.catalog import Catalog
 from engine.errors import UserError
+from engine.model_folders import load_catalog
 from engine.settings import get_settings
 
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the preview (or the list); 2 with a sentence for an unknown calendar or week."""
     settings, bot_settings = get_settings(), BotSettings()
-    catalog = Catalog.load(settings.templates_dir)
+    catalog = load_catalog(settings)
     try:
         calendars = load_calendars(
             bot_settings.calendars_path(settings), channels=bot_settings.calendar_channels

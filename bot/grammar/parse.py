@@ -33,16 +33,29 @@ from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.settings import Limits
 
-MetaName = Literal["help", "templates", "loras", "models", "status", "cancel", "review", "repost"]
+MetaName = Literal[
+    "help",
+    "templates",
+    "loras",
+    "models",
+    "embeddings",
+    "status",
+    "cancel",
+    "review",
+    "repost",
+    "reload",
+]
 META_NAMES: tuple[MetaName, ...] = (
     "help",
     "templates",
     "loras",
     "models",
+    "embeddings",
     "status",
     "cancel",
     "review",
     "repost",
+    "reload",
 )
 _LORA_TAG = re.compile(r"<lora:([^:<>]*)(?::([^<>]*))?>", re.IGNORECASE)
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=")

@@ -23,6 +23,7 @@ from bot.jobs.resolve import JobResolver
 from bot.settings import BotSettings
 from engine.catalog import Catalog
 from engine.errors import MissingVariables, UserError
+from engine.model_folders import load_catalog
 from engine.settings import Settings, get_settings
 from engine.spec import JobSpec
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     """Render and write the images; 0 on success, 2 on a user error (message, no traceback)."""
     settings = get_settings()
     try:
-        catalog = Catalog.load(settings.templates_dir)
+        catalog = load_catalog(settings)
         resolver = JobResolver(catalog=catalog, settings=settings, bot_settings=BotSettings())
         spec = resolver.resolve(request_from(args, catalog=catalog), requested_by="cli").spec
         return _render(

@@ -1,12 +1,13 @@
-"""Answers to the commands about the bot: ``help``, ``templates``, ``loras``, ``models``,
-``status``, ``cancel <job>`` and ``review``. Each returns the text shown to the person who
-asked (ephemeral where the platform allows)."""
+"""Answers to the commands about the bot: ``help``, ``templates``, ``models``, ``loras``,
+``embeddings`` (``bot.jobs.listings``), ``status``, ``cancel <job>`` and ``review``. Each
+returns the text shown to the person who asked (ephemeral where the platform allows)."""
 
 from __future__ import annotations
 
 from bot.grammar.flags import FLAGS
 from bot.grammar.parse import MetaCommand
 from bot.jobs.delivery import spec_summary
+from bot.jobs.listings import embeddings_text, loras_text, models_text
 from bot.ports import VOTE_EMOJI, CommandEvent, requester_key
 from bot.state import BotState
 from bot.texts import escape
@@ -31,29 +32,11 @@ def answer(
     if command.name == "templates":
         return templates_text(catalog)
     if command.name == "models":
-        return "\n".join(
-            ["Models (`--model NAME`):"]
-            + [
-                f"\u2022 `{m.name}` ({m.family}, {m.width}x{m.height}, {m.steps} steps): {m.description}"
-                for m in catalog.models.values()
-            ]
-            + ["ControlNets (`--control TYPE` with an attached guide image):"]
-            + [
-                f"\u2022 `{c.name}`: {c.control} for "
-                + (", ".join(f"`{m}`" for m in c.models) if c.models else f"{c.family} models")
-                for c in catalog.controlnets.values()
-            ]
-        )
+        return models_text(catalog)
     if command.name == "loras":
-        return "\n".join(
-            ["LoRAs (`--lora NAME:WEIGHT` or `<lora:NAME:WEIGHT>` in the prompt):"]
-            + [
-                f"\u2022 `{lora.name}` for {'/'.join(lora.families)}, weight {lora.weight:g}"
-                + (f", adds `{', '.join(lora.triggers)}`" if lora.triggers else "")
-                + (f": {lora.description}" if lora.description else "")
-                for lora in catalog.loras.values()
-            ]
-        )
+        return loras_text(catalog)
+    if command.name == "embeddings":
+        return embeddings_text(catalog)
     if command.name == "status":
         return status_text(event, queue)
     if command.name == "cancel":
@@ -78,8 +61,8 @@ def help_text() -> str:
             *flags,
             "\u2022 `<lora:NAME:0.8>` inside the prompt works too (A1111 style).",
             "Commands: `/imagine templates`, `/imagine help TEMPLATE`, `/imagine models`, "
-            "`/imagine loras`, `/imagine status`, `/imagine cancel JOB`, `/imagine review`, "
-            "`/imagine repost JOB`.",
+            "`/imagine loras`, `/imagine embeddings`, `/imagine status`, `/imagine cancel JOB`, "
+            "`/imagine review`, `/imagine repost JOB`; admins: `/imagine reload`.",
             "Batches: attach a CSV to `/imagine batch TEMPLATE --variations 3 --seed 100` "
             "(one row per product, columns named like the template's variables); "
             "`/imagine batch status [BATCH]`, `/imagine batch retry BATCH`.",

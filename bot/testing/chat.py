@@ -35,6 +35,7 @@ from bot.ports import (
 from bot.service import BotService
 from bot.settings import BotSettings
 from engine.catalog import Catalog
+from engine.model_folders import load_catalog
 from engine.settings import Settings
 from engine.store import ArtifactStore
 
@@ -169,7 +170,7 @@ class FakeChat:
         self.settings = settings
         self.redis = redis
         self.bot_settings = bot_settings or BotSettings(_env_file=None)  # type: ignore[call-arg]
-        self.catalog = catalog or Catalog.load(settings.templates_dir)
+        self.catalog = catalog or load_catalog(settings)
         self.adapter = FakeAdapter()
         self.channel, self.user = channel, user
         self.service = self._service()

@@ -56,8 +56,10 @@ def test_queues_are_per_priority_and_family_interactive_first(queue: JobQueue) -
     prefix = settings.key_prefix
     assert queue_names(settings) == [
         f"{prefix}-interactive-sd15",
+        f"{prefix}-interactive-sd2",
         f"{prefix}-interactive-sdxl",
         f"{prefix}-bulk-sd15",
+        f"{prefix}-bulk-sd2",
         f"{prefix}-bulk-sdxl",
     ]
     assert queue_names(settings, ["sdxl"]) == [f"{prefix}-interactive-sdxl", f"{prefix}-bulk-sdxl"]

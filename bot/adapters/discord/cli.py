@@ -31,8 +31,8 @@ from bot.adapters.discord.app import ProofroomDiscord
 from bot.adapters.discord.settings import DiscordSettings
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.catalog import Catalog
 from engine.embedded import redis_for, worker_if_needed
+from engine.model_folders import load_catalog
 from engine.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def build_bot(
     if discord_settings.approver_roles:
         roles = bot_settings.approver_roles | frozenset(discord_settings.approver_roles)
         bot_settings = bot_settings.model_copy(update={"approver_roles": roles})
-    catalog = Catalog.load(settings.templates_dir)
+    catalog = load_catalog(settings)
     client = ProofroomDiscord(settings=discord_settings, catalog=catalog, limits=settings.limits)
     client.bind(
         BotService.build(

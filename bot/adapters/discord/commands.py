@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 MAX_CHOICES = 25  # Discord shows at most 25 autocomplete entries or choices
 MAX_CHOICE_TEXT = 100
 ASPECTS = ("1:1", "3:2", "2:3", "4:3", "3:4", "16:9", "9:16", "21:9")
-META = ("help", "templates", "loras", "models", "status", "review")
+META = ("help", "templates", "loras", "models", "embeddings", "status", "review", "reload")
 
 
 # ---- the command tree -----------------------------------------------------------------------
@@ -175,6 +175,8 @@ def _meta_command(bot: "ProofroomDiscord", name: str) -> app_commands.Command[An
         "templates": "List the prompt templates",
         "loras": "List the LoRAs",
         "models": "List the models",
+        "embeddings": "List the textual-inversion embeddings",
+        "reload": "Admins: rescan the model, LoRA, embedding and VAE folders",
         "status": "Your queued and running jobs",
         "review": "Images in this channel still waiting for a decision",
     }

@@ -27,9 +27,9 @@ from bot.adapters.shell.adapter import ShellAdapter
 from bot.ports import VOTES, CommandEvent, MessageRef, ReactionEvent, vote_for_emoji
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.catalog import Catalog
 from engine.embedded import redis_for
 from engine.logs import quiet_libraries
+from engine.model_folders import load_catalog
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class Shell:
         self.redis = redis_for(settings)
         self.bot_settings = bot_settings or BotSettings()
         self.adapter = ShellAdapter(out=out or sys.stdout, image_dir=settings.data_dir / "shell")
-        self.catalog = Catalog.load(settings.templates_dir)
+        self.catalog = load_catalog(settings)
         self.service = BotService.build(
             adapter=self.adapter,
             settings=settings,

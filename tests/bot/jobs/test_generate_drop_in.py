@@ -1,0 +1,152 @@
+"""Models as teams have them, end to end through ``proofroom models`` and ``proofroom
+generate``: a single-file checkpoint dropped into the models folder (made by converting a
+tiny model to the original layout) renders the pixels of the folder it came from; a kohya-ss
+LoRA dropped into the LoRA folder renders like its diffusers original; the PNG carries the
+A1111 hashes of the checkpoint, the LoRA and the embedding, which a third-party reader reads.
+Nothing is downloaded: every file is built here from the offline tiny models."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from engine import tiny
+from engine.metadata import parse_parameters, read_parameters
+from tests.engine import single_file_fixtures
+from tests.engine.jobs_fixtures import MODEL_CACHE
+from tests.engine.lora_fixtures import to_kohya
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+PROMPT = "tinystyle, a red cat"  # the trigger of tiny-style already there: same text for all
+TINY_DEFAULTS = (
+    "    width: 64\n    height: 64\n    steps: 4\n    cfg_scale: 7\n    sampler: Euler a\n"
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A deployment's folders: a checkpoint and a LoRA dropped in, an embedding, and the
+    catalog naming the checkpoint's config (models.yaml adds to the found file)."""
+    root = tmp_path_factory.mktemp("team")
+    folder = root / "diffusers" / "tiny"
+    pipe = tiny.load("tiny")
+    pipe.save_pretrained(folder)
+    models, loras = root / "models", root / "loras"
+    single_file_fixtures.save(
+        single_file_fixtures.sd15_state_dict(pipe), models / "Tiny_File.safetensors"
+    )
+    loras.mkdir()
+    peft = load_file(str(tiny.lora_file("tiny-lora-a", cache_dir=MODEL_CACHE)))
+    # kohya-ss writes the base model into the file's metadata, as here.
+    save_file(
+        to_kohya(peft), str(loras / "kohya-style.safetensors"), {"ss_base_model_version": "sd_v1"}
+    )
+    width = pipe.text_encoder.config.hidden_size
+    embedding = root / "te" / "tinyneg.pt"
+    embedding.parent.mkdir()
+    vectors = torch.randn(2, width, generator=torch.Generator().manual_seed(3)) * 3
+    torch.save({"string_to_param": {"*": vectors}, "name": "tinyneg"}, embedding)
+    templates = root / "templates"
+    shutil.copytree(REPO_ROOT / "templates", templates, ignore=shutil.ignore_patterns("calendars"))
+    with (templates / "models.yaml").open("a", encoding="utf-8") as yaml:
+        yaml.write(f"tiny-file:\n    config: {folder}\n{TINY_DEFAULTS}")
+        yaml.write(f"tiny-folder:\n    source: {folder}\n    family: sd15\n{TINY_DEFAULTS}")
+    (templates / "embeddings.yaml").write_text(
+        f"tinyneg:\n    source: {embedding}\n    families: [sd15]\n", encoding="utf-8"
+    )
+    return {
+        "root": root,
+        "models": models,
+        "loras": loras,
+        "templates": templates,
+        "embedding": embedding,
+    }
+
+
+def proofroom(team: dict[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PROOFROOM_TEMPLATES_DIR": str(team["templates"]),
+        "PROOFROOM_MODEL_DIR": str(team["models"]),
+        "PROOFROOM_LORA_DIR": str(team["loras"]),
+        "PROOFROOM_DATA_DIR": str(team["root"] / "data"),
+        "PROOFROOM_MODEL_CACHE_DIR": str(MODEL_CACHE),
+        "PROOFROOM_DEVICE": "cpu",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=team["root"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def generate(team: dict[str, Path], name: str, *args: str) -> tuple[np.ndarray, dict[str, str]]:
+    out = team["root"] / "out" / name
+    proofroom(team, "generate", "--prompt", PROMPT, "--seed", "7", "-o", str(out), *args)
+    [png] = list(out.glob("*.png"))
+    data = png.read_bytes()
+    pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+    return pixels, parse_parameters(read_parameters(data) or "")
+
+
+def test_dropped_files_are_listed_by_family(team: dict[str, Path]) -> None:
+    listing = proofroom(team, "models").stdout
+    model = next(line for line in listing.splitlines() if "tiny-file" in line)
+    lora = next(line for line in listing.splitlines() if "kohya-style" in line)
+    assert "sd15" in model and "sd15" in lora
+
+
+def test_a_single_file_checkpoint_renders_the_pixels_of_its_folder(team: dict[str, Path]) -> None:
+    from_file, _ = generate(team, "file", "--model", "tiny-file")
+    from_folder, _ = generate(team, "folder", "--model", "tiny-folder")
+    assert np.array_equal(from_file, from_folder)
+
+
+def test_a_kohya_lora_renders_like_its_diffusers_original(team: dict[str, Path]) -> None:
+    plain, _ = generate(team, "plain", "--model", "tiny-folder")
+    kohya, _ = generate(team, "kohya", "--model", "tiny-folder", "--lora", "kohya-style:0.8")
+    original, _ = generate(team, "peft", "--model", "tiny-folder", "--lora", "tiny-style:0.8")
+    assert np.abs(kohya - plain).max() > 8  # the LoRA changes the image
+    assert np.abs(kohya - original).max() <= 1  # and it is the same LoRA, within rounding
+
+
+def test_the_png_carries_the_a1111_hashes_that_other_tools_read(team: dict[str, Path]) -> None:
+    from sd_parsers import ParserManager
+
+    out = team["root"] / "out" / "hashes"
+    args = ["--model", "tiny-file", "--lora", "kohya-style", "--negative", "tinyneg"]
+    proofroom(team, "generate", "--prompt", PROMPT, "--seed", "7", "-o", str(out), *args)
+    [png] = list(out.glob("*.png"))
+    params = parse_parameters(read_parameters(png.read_bytes()) or "")
+    checkpoint = team["models"] / "Tiny_File.safetensors"
+    model_hash = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:10]
+    lora = (team["loras"] / "kohya-style.safetensors").read_bytes()
+    header = int.from_bytes(lora[:8], "little")  # A1111's addnet hash: the data after the header
+    lora_short = hashlib.sha256(lora[8 + header :]).hexdigest()[:12]
+    ti_short = hashlib.sha256(team["embedding"].read_bytes()).hexdigest()[:12]
+    assert params["Model hash"] == model_hash
+    assert params["Lora hashes"] == f"kohya-style: {lora_short}"
+    assert params["TI hashes"] == f"tinyneg: {ti_short}"
+    info = ParserManager().parse(png)
+    assert info is not None
+    assert [m.hash for m in info.models] == [model_hash]
