@@ -154,7 +154,8 @@ def _quiet_transformers() -> Iterator[None]:
 
 def read_lora(name: str, path: Path) -> tuple[str | dict[str, Any], list[str]]:
     """What ``load_lora_weights`` reads for LoRA ``name`` and its tensor names, once its
-    format is known to be one that loads (else :class:`ModelUnavailableError`).
+    format is known to be one that loads (else :class:`ModelUnavailableError`; a file that
+    cannot be read at all is an internal error, ``RuntimeError``).
 
     A safetensors file is given as its path (diffusers reads it, header metadata included;
     here only its header is read); a pickled one (``.pt``, ``.ckpt``, ``.bin``) is read here,
@@ -175,11 +176,9 @@ def read_lora(name: str, path: Path) -> tuple[str | dict[str, Any], list[str]]:
             keys = [str(k) for k in state]
             source = state
     except (OSError, ValueError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
-        log.warning("LoRA %s: cannot read %s", name, path, exc_info=True)
-        raise ModelUnavailableError(
-            f"LoRA `{name}`: its file {path.name} cannot be read as a LoRA ({exc.__class__.__name__}); "
-            "ask an admin to replace it"
-        ) from exc
+        # A damaged file is ours to fix, not the user's: an internal error (retried once, then
+        # "something went wrong" with a reference), with the reason in the worker's log.
+        raise RuntimeError(f"LoRA {name}: cannot read {path}: {exc}") from exc
     sentence = refusal(name, keys)
     if sentence is not None:
         raise ModelUnavailableError(sentence)

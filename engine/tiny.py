@@ -29,6 +29,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from engine.clip_vocab import bytes_to_unicode
 from engine.store import atomic_write
 
 WORDS_FILE = Path(__file__).with_name("tiny") / "words.txt"
@@ -51,20 +52,6 @@ _LORA_GAIN = 2.0  # delta about twice the attention weights' scale: clearly visi
 # Attention projections of the UNet (to_*) and of the CLIP text encoders (*_proj).
 _LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "q_proj", "k_proj", "v_proj", "out_proj")
 _BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte -> printable character table (the alphabet of byte-level BPE)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    printable += range(ord("®"), ord("ÿ") + 1)
-    chars = list(printable)
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
 
 
 def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
@@ -97,7 +84,7 @@ def vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     Merges are only ever appended with the lowest priority, so adding a word never
     changes how an earlier word tokenises.
     """
-    alphabet = list(_bytes_to_unicode().values())
+    alphabet = list(bytes_to_unicode().values())
     tokens = alphabet + [c + "</w>" for c in alphabet]
     ranks: dict[tuple[str, str], int] = {}
     for line in WORDS_FILE.read_text(encoding="utf-8").splitlines():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import sources, tiny
+from engine import clip_vocab, sources, tiny
 from engine.catalog import Catalog, ModelEntry, VaeEntry
 from engine.errors import CatalogError, ModelUnavailableError, UserError
 from engine.pipelines import PipelineCache
@@ -180,8 +180,8 @@ def test_clip_tokenizers_are_built_from_the_bpe_file(tmp_path: Path) -> None:
     # open_clip's file: a version line, then merges by rank.
     bpe = tmp_path / "bpe.txt.gz"
     bpe.write_bytes(gzip.compress(b"#version: 0.2\nc a\nca t</w>\n"))
-    openai = sources.clip_tokenizer(bpe, pad_token="<|endoftext|>")
-    open_clip = sources.clip_tokenizer(bpe, pad_token="!")
+    openai = clip_vocab.clip_tokenizer(bpe, pad_token="<|endoftext|>")
+    open_clip = clip_vocab.clip_tokenizer(bpe, pad_token="!")
     # 256 bytes, 256 word ends, then the merges (ca, cat</w>), then the two special tokens.
     assert openai("cat").input_ids == [514, 513, 515]
     assert open_clip("cat", padding="max_length", max_length=5).input_ids == [514, 513, 515, 0, 0]

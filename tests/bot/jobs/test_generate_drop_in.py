@@ -41,13 +41,17 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A deployment's folders: a checkpoint and a LoRA dropped in, an embedding, and the
     catalog naming the checkpoint's config (models.yaml adds to the found file)."""
     root = tmp_path_factory.mktemp("team")
-    folder = root / "diffusers" / "tiny"
-    pipe = tiny.load("tiny")
-    pipe.save_pretrained(folder)
     models, loras = root / "models", root / "loras"
-    single_file_fixtures.save(
-        single_file_fixtures.sd15_state_dict(pipe), models / "Tiny_File.safetensors"
-    )
+    folders = {}
+    for name, stem, convert in (
+        ("tiny", "Tiny_File", single_file_fixtures.sd15_state_dict),
+        ("tiny-xl", "Tiny_XL_File", single_file_fixtures.sdxl_state_dict),
+    ):
+        folders[name] = root / "diffusers" / name
+        built = tiny.load(name)
+        built.save_pretrained(folders[name])
+        single_file_fixtures.save(convert(built), models / f"{stem}.safetensors")
+    pipe = tiny.load("tiny")
     loras.mkdir()
     peft = load_file(str(tiny.lora_file("tiny-lora-a", cache_dir=MODEL_CACHE)))
     # kohya-ss writes the base model into the file's metadata, as here.
@@ -62,8 +66,11 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     templates = root / "templates"
     shutil.copytree(REPO_ROOT / "templates", templates, ignore=shutil.ignore_patterns("calendars"))
     with (templates / "models.yaml").open("a", encoding="utf-8") as yaml:
-        yaml.write(f"tiny-file:\n    config: {folder}\n{TINY_DEFAULTS}")
-        yaml.write(f"tiny-folder:\n    source: {folder}\n    family: sd15\n{TINY_DEFAULTS}")
+        for name, family in (("tiny", "sd15"), ("tiny-xl", "sdxl")):
+            folder, found = folders[name], "tiny-file" if name == "tiny" else "tiny-xl-file"
+            yaml.write(f"{found}:\n    config: {folder}\n{TINY_DEFAULTS}")
+            yaml.write(f"{name}-folder:\n    source: {folder}\n    family: {family}\n")
+            yaml.write(TINY_DEFAULTS)
     (templates / "embeddings.yaml").write_text(
         f"tinyneg:\n    source: {embedding}\n    families: [sd15]\n", encoding="utf-8"
     )
@@ -110,15 +117,18 @@ def generate(team: dict[str, Path], name: str, *args: str) -> tuple[np.ndarray, 
 
 
 def test_dropped_files_are_listed_by_family(team: dict[str, Path]) -> None:
-    listing = proofroom(team, "models").stdout
-    model = next(line for line in listing.splitlines() if "tiny-file" in line)
-    lora = next(line for line in listing.splitlines() if "kohya-style" in line)
-    assert "sd15" in model and "sd15" in lora
+    lines = proofroom(team, "models").stdout.splitlines()
+    for name, family in (("tiny-file", "sd15"), ("tiny-xl-file", "sdxl"), ("kohya-style", "sd15")):
+        line = next(line for line in lines if f"{name} " in line or line.endswith(name))
+        assert family in line, line
 
 
-def test_a_single_file_checkpoint_renders_the_pixels_of_its_folder(team: dict[str, Path]) -> None:
-    from_file, _ = generate(team, "file", "--model", "tiny-file")
-    from_folder, _ = generate(team, "folder", "--model", "tiny-folder")
+@pytest.mark.parametrize("model", ["tiny", "tiny-xl"])
+def test_a_single_file_checkpoint_renders_the_pixels_of_its_folder(
+    team: dict[str, Path], model: str
+) -> None:
+    from_file, _ = generate(team, f"{model}-file", "--model", f"{model}-file")
+    from_folder, _ = generate(team, f"{model}-folder", "--model", f"{model}-folder")
     assert np.array_equal(from_file, from_folder)
 
 
