@@ -193,14 +193,14 @@ def _entry(
     description = f"{described.detail} (drop-in file)"
     if kind == "model":
         family = families[0]
-        config = path.with_suffix(".yaml")
         side = 1024 if family == "sdxl" else 512
+        # No ``config``: an A1111 ``<stem>.yaml`` beside the file is read where the file is
+        # loaded (engine.sources.single_file_plan); ``config`` is a diffusers folder.
         return ModelEntry(
             name=name,
             source=source,
             family=family,
             description=description,
-            config=str(config.resolve()) if config.is_file() else None,
             width=side,
             height=side,
         )

@@ -12,6 +12,7 @@ from engine.catalog import FileProblem
 from engine.model_files import PICKLE_PROBLEM
 from engine.model_folders import load_catalog, scan, slug
 from engine.settings import Settings
+from engine.sources import single_file_plan
 from tests.engine import model_fixtures as fx
 from tests.engine.test_model_files import sparse_checkpoint
 
@@ -90,12 +91,15 @@ def test_scan_lists_each_kind_by_slugged_name_with_its_family(tmp_path: Path) ->
     assert catalog.problems == []
 
 
-def test_an_a1111_config_beside_a_model_is_its_config(tmp_path: Path) -> None:
+def test_an_a1111_config_beside_a_model_is_what_loads_it(tmp_path: Path) -> None:
     settings = folder_settings(tmp_path)
     fx.write(settings.model_dir / "v2-768.safetensors", fx.SD2)
     config = settings.model_dir / "v2-768.yaml"
     config.write_text("model:\n  params:\n    parameterization: v\n")
-    assert scan(settings).models["v2-768"].config == str(config.resolve())
+    entry = scan(settings).models["v2-768"]
+    assert entry.config is None  # `config:` is a diffusers folder; the yaml is found beside
+    plan = single_file_plan(Path(entry.source), family=entry.family, config=None, name=entry.name)
+    assert plan.original_config == config.resolve() and plan.prediction_type == "v_prediction"
 
 
 def test_unusable_files_are_problems_and_the_scan_goes_on(tmp_path: Path) -> None:
@@ -186,7 +190,8 @@ def test_an_a1111_install_is_scanned_in_place(tmp_path: Path) -> None:
     catalog = scan(settings)
 
     assert catalog.models["realisticvision-v51"].family == "sd15"
-    assert catalog.models["realisticvision-v51"].config == str(model.with_suffix(".yaml").resolve())
+    found = catalog.models["realisticvision-v51"]
+    assert Path(found.source) == model.resolve()  # used in place; its yaml is read beside it
     assert catalog.loras["watercolor"].families == ["sd15"]
     assert catalog.loras["watercolor"].description.startswith("LyCORIS LoCon")
     assert catalog.embeddings["negative-hand"].vectors == 2
