@@ -6,9 +6,12 @@ At module level, torch is imported only by ``engine.finite``, ``engine.pipelines
 only inside a worker (``engine.tasks`` and ``engine.worker`` import them in the functions
 that need them).
 
-A few light modules import the heavy libraries lazily, inside the one function that uses
-them: ``engine.prompts`` (torch, in the prompt encoding), ``engine.samplers`` (diffusers, in
-``make_scheduler``), ``engine.sources`` (diffusers, in ``dtype_argument``) and
-``engine.loras`` (transformers, to quiet its logging while an adapter loads). Every module
-other than those four is safe to import from the light chat processes.
+A few light modules import the heavy libraries lazily, inside the functions that use them:
+``engine.prompts`` and ``engine.embeddings`` (torch, when encoding and loading),
+``engine.samplers`` (diffusers, in ``make_scheduler``), ``engine.sources`` (diffusers and
+transformers, when loading), ``engine.clip_vocab`` (transformers, to build a tokenizer) and
+``engine.loras`` (torch for pickled files; transformers to quiet its logging). The drop-in
+folder modules (``model_files``, ``model_folders``, ``lora_formats``, ``file_hashes``) import
+none of them, since the bots scan the folders too. Every module other than the four above is
+safe to import from the light chat processes.
 """
