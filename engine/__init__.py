@@ -11,7 +11,7 @@ A few light modules import the heavy libraries lazily, inside the functions that
 ``engine.samplers`` (diffusers, in ``make_scheduler``), ``engine.sources`` (diffusers and
 transformers, when loading), ``engine.clip_vocab`` (transformers, to build a tokenizer) and
 ``engine.loras`` (torch for pickled files; transformers to quiet its logging). The drop-in
-folder modules (``model_files``, ``model_folders``, ``lora_formats``, ``file_hashes``) import
-none of them, since the bots scan the folders too. Every module other than the four above is
-safe to import from the light chat processes.
+folder modules (``tensor_files``, ``model_files``, ``model_folders``, ``lora_formats``,
+``file_hashes``) import none of them, since the bots scan the folders too. Every module
+other than the four above is safe to import from the light chat processes.
 """

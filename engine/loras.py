@@ -28,7 +28,7 @@ from typing import Any
 
 from engine.errors import ModelUnavailableError
 from engine.lora_formats import lora_format, module_count, refusal
-from engine.model_files import read_header
+from engine.tensor_files import read_header
 
 log = logging.getLogger(__name__)
 

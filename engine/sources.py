@@ -40,7 +40,7 @@ from huggingface_hub.utils import HFValidationError
 from engine.catalog import ModelEntry
 from engine.clip_vocab import CONFIGS_DIR, shipped_tokenizers
 from engine.errors import ModelUnavailableError
-from engine.model_files import FileUnreadable, read_header
+from engine.tensor_files import FileUnreadable, read_header
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,12 @@ from engine import tiny
 from engine.catalog import Catalog, Family, LoraEntry
 from engine.errors import ModelUnavailableError, UserError
 from engine.lora_formats import lora_format, module_count, refusal
-from engine.model_files import FileUnreadable, read_header
 from engine.pipelines import PipelineCache
 from engine.render import render
 from engine.settings import REPO_ROOT, Settings
 from engine.spec import LoraRef, new_spec
 from engine.store import LocalStore
+from engine.tensor_files import FileUnreadable, read_header
 from tests.engine.lora_fixtures import to_kohya
 
 # Every trigger word of the built-in LoRAs in the prompt, so every job encodes the same text.

@@ -14,14 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.model_files import (
-    PICKLE_PROBLEM,
-    FileUnreadable,
-    describe,
-    read_header,
-    read_pickle_shapes,
-)
+from engine.model_files import PICKLE_PROBLEM, describe
 from engine.settings import REPO_ROOT
+from engine.tensor_files import FileUnreadable, read_header, read_pickle_shapes
 from tests.engine import model_fixtures as fx
 
 # -- reading headers -----------------------------------------------------------------------
