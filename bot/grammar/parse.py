@@ -16,7 +16,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from bot.grammar.flags import (
     FLAG_BY_NAME,
@@ -45,18 +45,7 @@ MetaName = Literal[
     "repost",
     "reload",
 ]
-META_NAMES: tuple[MetaName, ...] = (
-    "help",
-    "templates",
-    "loras",
-    "models",
-    "embeddings",
-    "status",
-    "cancel",
-    "review",
-    "repost",
-    "reload",
-)
+META_NAMES: tuple[MetaName, ...] = get_args(MetaName)
 _LORA_TAG = re.compile(r"<lora:([^:<>]*)(?::([^<>]*))?>", re.IGNORECASE)
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=")
 # Quotation marks (Unicode's Quotation_Mark, and the inch mark the tokenizer reads as one):
