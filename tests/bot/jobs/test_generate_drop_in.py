@@ -1,5 +1,6 @@
 """Models as teams have them, end to end through ``proofroom models`` and ``proofroom
-generate``: a single-file checkpoint dropped into the models folder (made by converting a
+generate`` (run in this process; ``tests/bot/jobs/test_models_cli.py`` runs the command in
+a process of its own): a single-file checkpoint dropped into the models folder (made by converting a
 tiny model to the original layout) renders the pixels of the folder it came from; a kohya-ss
 LoRA dropped into the LoRA folder renders like its diffusers original; the PNG carries the
 A1111 hashes of the checkpoint, the LoRA and the embedding, which a third-party reader reads.
@@ -9,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
-import subprocess
-import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from bot.cli import main
 from engine import tiny
 from engine.metadata import parse_parameters, read_parameters
+from engine.settings import get_settings
 from tests.engine import single_file_fixtures
 from tests.engine.jobs_fixtures import MODEL_CACHE
 from tests.engine.lora_fixtures import to_kohya
@@ -83,41 +84,52 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def proofroom(team: dict[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture()
+def proofroom(
+    team: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Callable[..., str]]:
+    """``proofroom ARGS`` in this process (as tests/bot/jobs/test_generate.py runs it), on the
+    team's folders; returns what it printed."""
     env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "PROOFROOM_TEMPLATES_DIR": str(team["templates"]),
-        "PROOFROOM_MODEL_DIR": str(team["models"]),
-        "PROOFROOM_LORA_DIR": str(team["loras"]),
-        "PROOFROOM_DATA_DIR": str(team["root"] / "data"),
-        "PROOFROOM_MODEL_CACHE_DIR": str(MODEL_CACHE),
+        "PROOFROOM_TEMPLATES_DIR": team["templates"],
+        "PROOFROOM_MODEL_DIR": team["models"],
+        "PROOFROOM_LORA_DIR": team["loras"],
+        "PROOFROOM_DATA_DIR": team["root"] / "data",
+        "PROOFROOM_MODEL_CACHE_DIR": MODEL_CACHE,
         "PROOFROOM_DEVICE": "cpu",
-        "PYTHONPATH": str(REPO_ROOT),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        cwd=team["root"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+    get_settings.cache_clear()
+    # One CPU thread, as tests/engine/conftest.py sets for the engine tests: with several, the
+    # order of a reduction may move a pixel by one step between two renders.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def run(*args: str) -> str:
+        code = main(list(args))
+        printed = capsys.readouterr()
+        assert code == 0, printed.out + printed.err
+        return printed.out
+
+    yield run
+    torch.set_num_threads(threads)
+    get_settings.cache_clear()
 
 
-def generate(team: dict[str, Path], name: str, *args: str) -> tuple[np.ndarray, dict[str, str]]:
+def generate(
+    proofroom: Callable[..., str], team: dict[str, Path], name: str, *args: str
+) -> tuple[np.ndarray, dict[str, str]]:
     out = team["root"] / "out" / name
-    proofroom(team, "generate", "--prompt", PROMPT, "--seed", "7", "-o", str(out), *args)
+    proofroom("generate", "--prompt", PROMPT, "--seed", "7", "-o", str(out), *args)
     [png] = list(out.glob("*.png"))
     data = png.read_bytes()
     pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
     return pixels, parse_parameters(read_parameters(data) or "")
 
 
-def test_dropped_files_are_listed_by_family(team: dict[str, Path]) -> None:
-    lines = proofroom(team, "models").stdout.splitlines()
+def test_dropped_files_are_listed_by_family(proofroom: Callable[..., str]) -> None:
+    lines = proofroom("models").splitlines()
     for name, family in (("tiny-file", "sd15"), ("tiny-xl-file", "sdxl"), ("kohya-style", "sd15")):
         line = next(line for line in lines if f"{name} " in line or line.endswith(name))
         assert family in line, line
@@ -125,27 +137,32 @@ def test_dropped_files_are_listed_by_family(team: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize("model", ["tiny", "tiny-xl"])
 def test_a_single_file_checkpoint_renders_the_pixels_of_its_folder(
-    team: dict[str, Path], model: str
+    proofroom: Callable[..., str], team: dict[str, Path], model: str
 ) -> None:
-    from_file, _ = generate(team, f"{model}-file", "--model", f"{model}-file")
-    from_folder, _ = generate(team, f"{model}-folder", "--model", f"{model}-folder")
-    assert np.array_equal(from_file, from_folder)
+    from_file, _ = generate(proofroom, team, f"{model}-file", "--model", f"{model}-file")
+    from_folder, _ = generate(proofroom, team, f"{model}-folder", "--model", f"{model}-folder")
+    assert np.array_equal(from_file, from_folder), np.abs(from_file - from_folder).max()
 
 
-def test_a_kohya_lora_renders_like_its_diffusers_original(team: dict[str, Path]) -> None:
-    plain, _ = generate(team, "plain", "--model", "tiny-folder")
-    kohya, _ = generate(team, "kohya", "--model", "tiny-folder", "--lora", "kohya-style:0.8")
-    original, _ = generate(team, "peft", "--model", "tiny-folder", "--lora", "tiny-style:0.8")
+def test_a_kohya_lora_renders_like_its_diffusers_original(
+    proofroom: Callable[..., str], team: dict[str, Path]
+) -> None:
+    folder = ("--model", "tiny-folder")
+    plain, _ = generate(proofroom, team, "plain", *folder)
+    kohya, _ = generate(proofroom, team, "kohya", *folder, "--lora", "kohya-style:0.8")
+    original, _ = generate(proofroom, team, "peft", *folder, "--lora", "tiny-style:0.8")
     assert np.abs(kohya - plain).max() > 8  # the LoRA changes the image
     assert np.abs(kohya - original).max() <= 1  # and it is the same LoRA, within rounding
 
 
-def test_the_png_carries_the_a1111_hashes_that_other_tools_read(team: dict[str, Path]) -> None:
+def test_the_png_carries_the_a1111_hashes_that_other_tools_read(
+    proofroom: Callable[..., str], team: dict[str, Path]
+) -> None:
     from sd_parsers import ParserManager
 
     out = team["root"] / "out" / "hashes"
     args = ["--model", "tiny-file", "--lora", "kohya-style", "--negative", "tinyneg"]
-    proofroom(team, "generate", "--prompt", PROMPT, "--seed", "7", "-o", str(out), *args)
+    proofroom("generate", "--prompt", PROMPT, "--seed", "7", "-o", str(out), *args)
     [png] = list(out.glob("*.png"))
     params = parse_parameters(read_parameters(png.read_bytes()) or "")
     checkpoint = team["models"] / "Tiny_File.safetensors"
