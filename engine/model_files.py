@@ -133,15 +133,22 @@ _OTHER_ARCHITECTURES = {
 }
 
 
+def is_sdxl_refiner(keys: Iterable[str]) -> bool:
+    """Whether checkpoint tensor names are an SDXL refiner's: OpenCLIP ViT-bigG as its first
+    (and only) text encoder, no CLIP ViT-L. The folder scan and the loader both ask this."""
+    keys = list(keys)
+    return any(k.startswith("conditioner.embedders.0.model.") for k in keys) and not any(
+        k.startswith("conditioner.embedders.0.transformer.") for k in keys
+    )
+
+
 def _checkpoint(tensors: Mapping[str, TensorInfo]) -> Described:
     keys = list(tensors)
     for marker, what in _OTHER_ARCHITECTURES.items():
         if any(k.startswith(_UNET + marker) for k in keys):
             return Described("model", problem=f"{what}, not Stable Diffusion 1.5/2/XL")
     has = {p: any(k.startswith(p) for k in keys) for p in _TEXT_ENCODERS}
-    refiner = (
-        has["conditioner.embedders.0.model."] and not has["conditioner.embedders.0.transformer."]
-    )
+    refiner = is_sdxl_refiner(keys)
     context = _cross_attention_width(
         (k, v)
         for k, v in tensors.items()

@@ -169,10 +169,8 @@ class PipelineCache:
         self.controlnet_loads: Counter[str] = Counter()
         self.lora_reads: Counter[str] = Counter()
         self.load_seconds = 0.0
-        # Files' hashes for the images' metadata, each file hashed once (engine.file_hashes);
-        # ``lora_hashes``: LoRA file -> A1111's short hash ("" when unreadable), set on use.
+        # Files' hashes for the images' metadata, each file hashed once (engine.file_hashes).
         self.hashes = file_hashes.cache_for(settings.model_cache_dir)
-        self.lora_hashes: dict[str, str] = {}
         # ("model", name, source, family) -> LoadedPipeline; ("controlnet", source) -> ...
         self._entries: OrderedDict[tuple[str, ...], LoadedPipeline | LoadedControlNet] = (
             OrderedDict()
@@ -247,8 +245,6 @@ class PipelineCache:
         when that changed its bytes, evict least recently used entries other than ``loaded``
         and ``controlnet`` (what the calling job holds) until the cache is within its budget
         again. Call it holding ``loaded.lock``."""
-        for _, path, _ in loras:  # hashed once per file (the hash cache), kept for the render
-            self.lora_hashes[str(path)] = self._file_hash(file_hashes.lora_short_hash, path) or ""
         if not loaded.use_loras(loras):
             return
         with self._lock:
@@ -278,9 +274,9 @@ class PipelineCache:
         """``Model hash`` of a model loaded from a local single file; None otherwise."""
         if model.source.startswith("builtin:") or not Path(model.source).expanduser().is_file():
             return None
-        return self._file_hash(file_hashes.model_short_hash, Path(model.source).expanduser())
+        return self.short_hash(file_hashes.model_short_hash, Path(model.source).expanduser())
 
-    def _file_hash(self, short_hash: Callable[..., str], path: Path) -> str | None:
+    def short_hash(self, short_hash: Callable[..., str], path: Path) -> str | None:
         """``short_hash(path)`` from this cache's hash cache; None (and a warning) when the
         file cannot be read: a missing hash never fails a job."""
         try:
@@ -329,7 +325,7 @@ class PipelineCache:
         import diffusers
 
         source = model.source
-        allow_pickle = bool(getattr(self.settings, "allow_pickle", False))
+        allow_pickle = self.settings.allow_pickle
         if source.startswith("builtin:"):
             pipe = self._place(tiny.load(source.removeprefix("builtin:")))
         else:

@@ -32,7 +32,7 @@ from engine.catalog import Catalog, ControlNetEntry, LoraEntry, ModelEntry
 from engine.control import control_image
 from engine.embeddings import embeddings_for, use_embeddings
 from engine.errors import BlankImageError, CancelledError, SpecError
-from engine.file_hashes import embedding_short_hash
+from engine.file_hashes import embedding_short_hash, lora_short_hash
 from engine.inputs import PreparedInputs, overlay, prepare
 from engine.pipelines import PipelineCache
 from engine.prompts import encode_prompts
@@ -85,11 +85,14 @@ def render(
         pipe = loaded.pipeline(spec.mode, controlnet=control)
         loaded.use_sampler(spec.sampler)
         cache.use_loras(loaded=loaded, loras=lora_files, controlnet=control)
-        hashes = metadata.ResourceHashes(  # computed when the files were loaded
+        hashes = metadata.ResourceHashes(  # each file hashed once, then read from the cache
             model=loaded.model_hash,
-            loras={name: cache.lora_hashes.get(str(path), "") for name, path, _ in lora_files},
+            loras={
+                name: cache.short_hash(lora_short_hash, path) or "" for name, path, _ in lora_files
+            },
             embeddings={
-                f.name: embedding_short_hash(f.path, cache=cache.hashes) for f in embedding_files
+                f.name: cache.short_hash(embedding_short_hash, f.path) or ""
+                for f in embedding_files
             },
         )
         words = use_embeddings(loaded, embedding_files)  # each loaded once, then resident

@@ -40,6 +40,7 @@ from huggingface_hub.utils import HFValidationError
 from engine.catalog import ModelEntry
 from engine.clip_vocab import CONFIGS_DIR, shipped_tokenizers
 from engine.errors import ModelUnavailableError
+from engine.model_files import is_sdxl_refiner
 from engine.tensor_files import FileUnreadable, read_header
 
 log = logging.getLogger(__name__)
@@ -220,13 +221,6 @@ def safetensors_keys(path: Path, *, kind: str, name: str) -> list[str]:
             "most likely a download that stopped early. An admin can download it again and "
             f"compare its size or hash with the source; until then, pick another {kind}"
         ) from None
-
-
-def is_sdxl_refiner(keys: list[str]) -> bool:
-    """Whether checkpoint tensor names are an SDXL refiner's: one OpenCLIP encoder, first."""
-    return any(k.startswith("conditioner.embedders.0.model.") for k in keys) and not any(
-        k.startswith("conditioner.embedders.1.") for k in keys
-    )
 
 
 def _sdxl_open_clip(path: Path, config: Path, *, dtype: Any) -> Any:
