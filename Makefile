@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test test-fast demo lint format clean
+.PHONY: install test test-fast bench demo lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test: $(STAMP) ## the whole suite (uses REDIS_URL, else 127.0.0.1:6379, else a t
 
 test-fast: $(STAMP) ## the suite without tests marked slow
 	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP) ## every benchmark side by side: bench/results/<date>-<host>.json and docs/benchmarks.md (under 10 min on 2 cores; BENCH_ARGS=--quick for a short run)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 demo: $(STAMP) ## scripted shell session on the embedded default: /imagine, progress, images, approval, export
 	$(PY) -m bot.demo

@@ -48,6 +48,8 @@ class ModelEntry(BaseModel):
     steps: int = 30
     cfg_scale: float = 7.0
     sampler: str = "DPM++ 2M Karras"
+    # Most images in one pipeline call (engine.merging); None: the family's default.
+    max_batch: int | None = Field(default=None, ge=1)
 
 
 class LoraEntry(BaseModel):

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from engine import file_hashes, sources, tiny
+from engine import file_hashes, gpu, sources, tiny
 from engine.catalog import ControlNetEntry, LoraEntry, ModelEntry, VaeEntry
 from engine.errors import CatalogError
 from engine.loras import LoraAdapters, LoraFile
@@ -163,8 +163,9 @@ class PipelineCache:
         self.settings = settings
         self.budget_bytes = settings.pipeline_cache_bytes if budget_bytes is None else budget_bytes
         self.device = device or resolve_device(settings)
-        # fp16 halves memory and is what GPUs are fast at; CPUs want fp32.
-        self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        # fp16 or bf16 on CUDA (PROOFROOM_CUDA_DTYPE): half the memory and what GPUs are
+        # fast at; CPUs want fp32.
+        self.dtype = gpu.pipeline_dtype(device=self.device, settings=settings)
         self.loads: Counter[str] = Counter()
         self.controlnet_loads: Counter[str] = Counter()
         self.lora_reads: Counter[str] = Counter()
@@ -190,6 +191,9 @@ class PipelineCache:
                 return self._entries[key], 0.0  # type: ignore[return-value]
             started = time.perf_counter()
             pipe = self._load(model, vae=vae)
+            # Attention, memory layout, VAE memory, offload, compilation (engine.gpu); a
+            # compilation's warm-up counts as load time.
+            gpu.prepare(pipe, model=model, device=self.device, settings=self.settings)
             pipe.set_progress_bar_config(disable=True)
             loaded = LoadedPipeline(
                 name=model.name,
@@ -331,7 +335,8 @@ class PipelineCache:
         else:
             cls = getattr(diffusers, PIPELINE_CLASSES[model.family])
             pipe = sources.load_model(cls, model, dtype=self.dtype, allow_pickle=allow_pickle)
-            pipe = pipe.to(self.device)
+            if not self._offloads:  # offloading places each module itself (engine.gpu)
+                pipe = pipe.to(self.device)
         if model.vae:
             entry = _vae_entry(model, vae)
             own = sources.load_vae(
@@ -341,8 +346,14 @@ class PipelineCache:
                 dtype=self.dtype,
                 allow_pickle=allow_pickle,
             )
-            pipe.vae = own.to(self.device).eval()
+            pipe.vae = (own if self._offloads else own.to(self.device)).eval()
         return pipe
+
+    @property
+    def _offloads(self) -> bool:
+        """Whether modules stay in CPU memory until they run (``PROOFROOM_CPU_OFFLOAD`` on a
+        GPU): moving the whole model to a GPU smaller than it would fail at load."""
+        return self.settings.cpu_offload != "none" and self.device.startswith("cuda")
 
     def _load_controlnet(self, entry: ControlNetEntry) -> Any:
         from diffusers import ControlNetModel
@@ -352,7 +363,11 @@ class PipelineCache:
         module = sources.load(
             ControlNetModel, entry.source, dtype=self.dtype, kind="ControlNet", name=entry.name
         )
-        return module.to(self.device).eval()
+        module = module.to(self.device).eval()
+        gpu.use_sdpa(module)
+        if self.device.startswith("cuda"):  # as the UNet it feeds (engine.gpu.prepare)
+            module.to(memory_format=torch.channels_last)
+        return module
 
     def _place(self, built: Any) -> Any:
         """A built-in (made in fp32 on the CPU) on this cache's device and dtype."""

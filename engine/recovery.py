@@ -141,13 +141,19 @@ def recover_abandoned(*, redis: redis_lib.Redis, settings: Settings) -> list[str
 
 
 def requeue(*, redis: redis_lib.Redis, settings: Settings, job_id: str, spend_retry: bool) -> bool:
-    """Put a started job back at the front of its queue (spending a retry if ``spend_retry``);
-    with no retry left, fail it and tell the user. ``False`` if the job was not started."""
+    """Put a started (or claimed) job back at the front of its queue (spending a retry if
+    ``spend_retry``); with no retry left, fail it and tell the user. ``False`` if the job
+    was neither."""
     job = fetch_job(redis=redis, settings=settings, job_id=job_id)
-    # Just fetched: its status was read with it.
-    if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
+    if job is None:
         return False
     queue = Queue(job.origin, connection=redis, serializer=JSONSerializer)
+    # Just fetched: its status was read with it. A job claimed to ride along in another's
+    # call (engine.companions) is off its queue but still queued until its worker starts it.
+    status = job.get_status(refresh=False)
+    claimed = status == JobStatus.QUEUED and queue.get_job_position(job.id) is None
+    if status != JobStatus.STARTED and not claimed:
+        return False
     executions = job.get_executions()
     retry = not spend_retry or job.should_retry
     with redis.pipeline() as pipe:

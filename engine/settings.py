@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     # Memory budget of the warm pipeline cache (bytes of parameters); LRU beyond it.
     pipeline_cache_bytes: int = 24 * 1024**3
     device: str | None = None  # None: cuda when available, else cpu
+    # How pipelines run on a GPU (engine.gpu); only VAE tiling applies on a CPU too.
+    # fp16, or bf16 (fp32's range: no overflow; needs compute capability 8.0 or later).
+    cuda_dtype: Literal["fp16", "bf16"] = "fp16"
+    # For GPUs smaller than the model: "model" keeps each module in CPU memory until it
+    # runs (a little slower), "sequential" each layer (much slower, least GPU memory).
+    cpu_offload: Literal["none", "model", "sequential"] = "none"
+    # torch.compile the UNet at load (a warm-up render; minutes per model): faster steps
+    # for long-running workers, recompiles on new sizes, samplers and LoRA sets.
+    compile_unet: bool = False
+    # Decode a batch one image at a time on CUDA: one image's VAE memory, same arithmetic.
+    vae_slicing: bool = True
+    # A call of images larger than this (width x height) runs the VAE in tiles of its own
+    # size, blended at the seams; 0: never. The default leaves SDXL's sizes whole.
+    vae_tile_pixels: int = Field(default=1024 * 1024, ge=0)
     job_timeout_s: int = 900
     job_retries: int = 1
     result_ttl_s: int = 7 * 24 * 3600
@@ -78,6 +92,9 @@ class Settings(BaseSettings):
     # LoRA adapters kept loaded per pipeline; beyond it the least recently used is deleted.
     lora_adapter_cap: int = Field(default=8, ge=1)
     input_fit: Fit = "crop"  # how an input of another shape is fitted (see Fit)
+    # Jobs waiting in the queues that can share a job's forward pass ride along in its
+    # pipeline call (engine.merging); off: every job gets calls of its own.
+    micro_batching: bool = True
 
     @property
     def artifacts_dir(self) -> Path:

@@ -3,6 +3,9 @@
 RQ calls ``run_job(spec_json)`` inside a long-lived worker (``engine.worker``): the warm
 pipeline cache, the artifact store, the catalog and the Redis client are set up once by the
 worker with :func:`configure` and reused by every job, so a model loads once per process.
+The jobs the worker claimed to ride along (``engine.companions``) render in the same calls
+(``engine.render.render_group``); each gets the events below as if it ran alone, and its
+outcome is left on its :class:`Member` for the worker to record with RQ.
 
 Events: ``started``; ``progress`` at most once per ``settings.progress_interval_s`` and always
 for the last step; then exactly one of ``done`` / ``failed`` / ``cancelled`` (guarded in Redis,
@@ -27,15 +30,19 @@ from typing import Any
 
 import redis as redis_lib
 from rq import get_current_job
+from rq.executions import Execution
+from rq.job import Job
+from rq.queue import Queue
 from rq.timeouts import JobTimeoutException
 
 from engine.errors import CancelledError, UserError, internal_message
 from engine.events import EventStream, JobEvent
+from engine.merging import CallCounters
 from engine.outage import Outage
 from engine.queue import JobQueue
 from engine.reloads import CatalogReloads
 from engine.settings import Settings
-from engine.spec import JobSpec
+from engine.spec import JobResult, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +59,15 @@ class WorkerContext:
     store: Any
     catalog: Any
     queue: JobQueue
-    on_job_end: Callable[[], None] | None = None  # e.g. the worker's stats update
+    on_job_end: Callable[[int], None] | None = None  # jobs ended: the worker's stats update
     # What the worker knows about Redis being away (its client's retry policy reports here).
     outage: Outage = field(default_factory=lambda: Outage(name="worker"))
     # Keeps ``catalog`` at the generation an admin's /imagine reload asked for (engine.reloads).
     reloads: CatalogReloads | None = None
+    # What its pipeline calls did (engine.merging), for the worker's stats.
+    counters: CallCounters = field(default_factory=CallCounters)
+    # Leader job id -> the jobs the worker claimed to ride along in its calls.
+    companions: dict[str, list[Member]] = field(default_factory=dict)
 
     @property
     def events(self) -> EventStream:
@@ -79,6 +90,11 @@ def configure(context: WorkerContext | None) -> None:
     _context = context
 
 
+def installed() -> WorkerContext | None:
+    """The installed context, if any."""
+    return _context
+
+
 def current_context() -> WorkerContext:
     """The installed context; a job run outside a Proofroom worker is a setup error."""
     if _context is None:
@@ -97,62 +113,121 @@ def running_key(settings: Settings) -> str:
     return f"{settings.key_prefix}:running"
 
 
+@dataclass(eq=False)
+class Member:
+    """A job of a group render (``engine.merging``): its spec and RQ job; ``outcome`` is
+    what :func:`run_job` made of it, the result (a dict, RQ's job result) or the exception
+    it ended with, None until then. ``queue`` and ``execution`` are the RQ queue and
+    execution of a job that rides along (``engine.companions``)."""
+
+    spec: JobSpec
+    rq_job: Job | None
+    queue: Queue | None = None
+    execution: Execution | None = None
+    outcome: Any = None
+
+
 def run_job(spec_json: dict) -> dict:
-    """Render one job and publish its events; the return value is RQ's job result (JSON)."""
+    """Render one job, with the jobs the worker claimed to ride along in its calls
+    (``WorkerContext.companions``), and publish each one's events; the return value is RQ's
+    job result (JSON) of this job, whose exception, if it ends with one, is raised here.
+    The companions' outcomes are left on their :class:`Member` for the worker."""
     ctx = current_context()
-    spec = JobSpec.model_validate(spec_json)
+    leader = Member(spec=JobSpec.model_validate(spec_json), rq_job=get_current_job())
+    members = [leader, *ctx.companions.get(leader.spec.id, [])]
+    active = [member for member in members if not _ended_already(ctx, member)]
+    if active:
+        if ctx.reloads is not None:
+            ctx.reloads.refresh()  # new files dropped and /imagine reload run since the last job
+        with ctx.redis.pipeline() as pipe:
+            for member in active:
+                pipe.hset(ctx.running_key, member.spec.id, ctx.worker_name)
+            pipe.execute()
+        try:
+            for member in active:
+                ctx.events.publish(
+                    JobEvent(job_id=member.spec.id, kind="started", origin=member.spec.origin)
+                )
+            _render(ctx, active)
+        finally:
+            ctx.redis.hdel(ctx.running_key, *(member.spec.id for member in active))
+            if ctx.on_job_end is not None:
+                ctx.on_job_end(len(active))
+    if isinstance(leader.outcome, BaseException):
+        raise leader.outcome
+    return leader.outcome
+
+
+def _ended_already(ctx: WorkerContext, member: Member) -> bool:
+    spec = member.spec
     ended = ctx.events.terminal_kind(spec.id)
     if ended is not None:
         # A retry of a job that ended just before its worker died: nothing left to do.
         log.info("job %s already ended (%s); not rendering it again", spec.id, ended)
-        return {"status": ended, "duplicate": True}
+        member.outcome = {"status": ended, "duplicate": True}
+        return True
     if ctx.queue.is_cancelled(spec.id):
-        return _cancelled(ctx, spec, "cancelled before it started")
-
-    if ctx.reloads is not None:
-        ctx.reloads.refresh()  # new files dropped and /imagine reload run since the last job
-    ctx.redis.hset(ctx.running_key, spec.id, ctx.worker_name)
-    try:
-        ctx.events.publish(JobEvent(job_id=spec.id, kind="started", origin=spec.origin))
-        return _render(ctx, spec)
-    finally:
-        ctx.redis.hdel(ctx.running_key, spec.id)
-        if ctx.on_job_end is not None:
-            ctx.on_job_end()
+        member.outcome = _cancelled(ctx, spec, "cancelled before it started")
+        return True
+    return False
 
 
-def _render(ctx: WorkerContext, spec: JobSpec) -> dict:
-    from engine.render import render  # torch: only ever imported inside a worker
+def _render(ctx: WorkerContext, members: list[Member]) -> None:
+    from engine.render import RenderRequest, render_group  # torch: only inside a worker
 
-    lifeline = Lifeline(ctx, spec)
-    notes: list[str] = []  # e.g. images left out because they came out blank
-    try:
-        result = render(
-            spec,
-            cache=ctx.cache,
-            store=ctx.store,
-            catalog=ctx.catalog,
+    lifelines = [Lifeline(ctx, member.spec) for member in members]
+    notes: list[list[str]] = [[] for _ in members]  # e.g. images left out as blank
+    requests = [
+        RenderRequest(
+            member.spec,
             on_progress=Progress(
                 ctx.events,
-                spec,
+                member.spec,
                 ctx.settings.progress_interval_s,
                 outage=ctx.outage,
                 lifeline=lifeline,
             ),
-            # While Redis is away nobody can cancel: render on rather than wait.
-            should_cancel=lambda: ctx.outage.attempt(
-                lambda: ctx.queue.is_cancelled(spec.id), default=False
-            ),
-            on_note=notes.append,
+            should_cancel=_cancel_check(ctx, member.spec),
+            on_note=note.append,
         )
-    except CancelledError:
+        for member, lifeline, note in zip(members, lifelines, notes, strict=True)
+    ]
+    try:
+        outcomes: list[Any] = render_group(
+            requests, cache=ctx.cache, store=ctx.store, catalog=ctx.catalog, counters=ctx.counters
+        )
+    except Exception as exc:  # nothing rendered: the model, say, could not be loaded
+        outcomes = [exc] * len(members)
+    ctx.counters.merged += len(members) - 1
+    for member, outcome, lifeline, note in zip(members, outcomes, lifelines, notes, strict=True):
+        try:
+            member.outcome = _settle(ctx, member, outcome, lifeline=lifeline, notes=note)
+        except BaseException as exc:  # JobVanished, and the leader's own failures
+            member.outcome = exc
+
+
+def _cancel_check(ctx: WorkerContext, spec: JobSpec) -> Callable[[], bool]:
+    def cancelled() -> bool:
+        # While Redis is away nobody can cancel: render on rather than wait.
+        return bool(ctx.outage.attempt(lambda: ctx.queue.is_cancelled(spec.id), default=False))
+
+    return cancelled
+
+
+def _settle(
+    ctx: WorkerContext, member: Member, outcome: Any, *, lifeline: Lifeline, notes: list[str]
+) -> dict:
+    """Publish what ``outcome`` means for ``member``'s requester; return its RQ result, or
+    raise what RQ should record (an internal error, retried while it can; a timeout)."""
+    spec = member.spec
+    job = member.rq_job
+    if isinstance(outcome, CancelledError):
         return _cancelled(ctx, spec, "cancelled while rendering")
-    except UserError as exc:
-        log.info("job %s: %s (%s)", spec.id, exc.message, exc.kind)
-        _failed(ctx, spec, exc.message, exc.kind)
-        return {"status": "failed", "error_kind": exc.kind}
-    except JobTimeoutException:
-        job = get_current_job()
+    if isinstance(outcome, UserError):
+        log.info("job %s: %s (%s)", spec.id, outcome.message, outcome.kind)
+        _failed(ctx, spec, outcome.message, outcome.kind)
+        return {"status": "failed", "error_kind": outcome.kind}
+    if isinstance(outcome, JobTimeoutException):
         limit = job.timeout if job is not None and job.timeout else ctx.settings.job_timeout_s
         log.error("job %s ran past %s s and was stopped", spec.id, limit)
         message = (
@@ -162,19 +237,20 @@ def _render(ctx: WorkerContext, spec: JobSpec) -> dict:
         _failed(ctx, spec, message, "timeout")
         if job is not None:
             job.retries_left = 0  # the same job would only time out again
-        raise
-    except Exception:
-        job = get_current_job()
+        raise outcome
+    if isinstance(outcome, Exception):
         retry = job is not None and job.should_retry
-        log.exception(
+        log.error(
             "job %s failed on worker %s%s",
             spec.id,
             ctx.worker_name,
             " (will retry)" if retry else "",
+            exc_info=outcome,
         )
         if not retry:
             _failed(ctx, spec, internal_message(spec.id), "internal")
-        raise  # RQ records the failure (and retries while it can)
+        raise outcome  # RQ records the failure (and retries while it can)
+    result: JobResult = outcome
     lifeline.check(wait=True)
     if (
         ctx.events.publish_terminal(

@@ -14,9 +14,16 @@ two log lines, not the process. A job that Redis came back without (no persisten
 dropped (``engine.tasks.JobVanished``); a worker that Redis forgot registers again. Stopping
 while Redis is away: an idle worker, or one stopped a second time, stops waiting and exits.
 
+Micro-batching: before it runs a job, the worker claims the waiting jobs that can share its
+pipeline calls (``engine.merging`` says which, ``engine.companions`` takes them off their
+queues atomically); they render in the same calls, each with its own events, and RQ records
+each one's result as usual. ``PROOFROOM_MICRO_BATCHING=0`` turns it off.
+
 Observability: ``{prefix}:worker:{name}:stats`` is a hash with ``jobs`` (jobs run), ``loads``
-(model loads in total), ``loads:{model}`` and ``pid``; tests and operators read
-it from outside the process.
+(model loads in total), ``loads:{model}``, ``pid``, and what the pipeline calls did: ``calls``,
+``images``, ``merged`` (jobs that rode along in another job's calls) and ``busy_s`` (seconds
+inside the pipeline); ``compiles`` and ``compile_s`` (``PROOFROOM_COMPILE_UNET``). Tests, the
+bench and operators read it from outside the process.
 """
 
 from __future__ import annotations
@@ -43,12 +50,15 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker_registration import REDIS_WORKER_KEYS
 
+from engine import companions
 from engine.logs import configure_logging
+from engine.merging import CallCounters
 from engine.outage import CONNECTION_ERRORS, Outage, patient_redis
 from engine.queue import FAMILIES, JobQueue, queue_names, rq_prefix
 from engine.recovery import Heartbeat, RecoveryConfig, requeue
 from engine.settings import Settings, get_settings
 from engine.tasks import JobVanished, WorkerContext, configure
+from engine.tasks import installed as tasks_context
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +112,22 @@ class ProofroomWorker(SimpleWorker):
         log.warning("worker %s: Redis came back without this worker; registering again", self.name)
         self.connection.delete(self.key)  # what RQ rewrote meanwhile (state, heartbeat)
         self.register_birth()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run ``job``, with the waiting jobs that can share its pipeline calls
+        (``engine.merging``) claimed first, and each of those finished as RQ finishes a job
+        once the group has rendered (``engine.companions``)."""
+        context = tasks_context()
+        members = companions.start(self, job, context=context)
+        if not members or context is None:
+            return super().execute_job(job, queue)
+        leader_id = job.id.removeprefix(f"{rq_prefix(context.settings)}-")
+        context.companions[leader_id] = members
+        try:
+            super().execute_job(job, queue)
+        finally:
+            context.companions.pop(leader_id, None)
+            companions.finish(self, members, settings=context.settings)
 
     def request_stop(self, signum: int, frame: Any) -> None:
         """First signal: finish the current job (waiting for Redis to publish it, if it is
@@ -220,7 +246,8 @@ def start_context(
 
     catalog = load_catalog(settings)
     cache = PipelineCache(settings=settings)
-    stats = WorkerStats(redis=redis, settings=settings, name=name, cache=cache)
+    counters = CallCounters()
+    stats = WorkerStats(redis=redis, settings=settings, name=name, cache=cache, counters=counters)
     default = catalog.model(settings.default_model)
     if preload and (families is None or default.family in families):
         log.info("preloading %s", default.name)
@@ -234,6 +261,7 @@ def start_context(
         catalog=catalog,
         queue=JobQueue(redis=redis, settings=settings, catalog=catalog),
         on_job_end=stats.job_ended,
+        counters=counters,
         outage=outage or Outage(name=f"worker {name}", logger=log),
         reloads=CatalogReloads(
             redis=redis, settings=settings, catalog=catalog, load=lambda: load_catalog(settings)
@@ -245,26 +273,45 @@ def start_context(
 
 
 def stats_key(settings: Settings, worker_name: str) -> str:
-    """The hash of a worker's counters (``jobs``, ``loads``, ``loads:<model>``)."""
+    """The hash of a worker's counters (``jobs``, ``loads``, ``loads:<model>``, ``calls``,
+    ``images``, ``merged``, ``busy_s``, ``compiles``, ``compile_s``)."""
     return f"{settings.key_prefix}:worker:{worker_name}:stats"
 
 
 class WorkerStats:
-    """The worker's counters in Redis, readable from other processes."""
+    """The worker's counters in Redis, readable from other processes: jobs, model loads,
+    and what its pipeline calls did (``engine.merging.CallCounters``)."""
 
-    def __init__(self, *, redis: redis_lib.Redis, settings: Settings, name: str, cache: Any):
+    def __init__(
+        self,
+        *,
+        redis: redis_lib.Redis,
+        settings: Settings,
+        name: str,
+        cache: Any,
+        counters: CallCounters,
+    ):
         self.redis = redis
         self.cache = cache
+        self.counters = counters
         self.key = stats_key(settings, name)
         self.ttl_s = max(settings.job_timeout_s * 2, 3600)
 
     def update(self, *, jobs_ended: int = 0) -> None:
-        """Write the cache's load counters (and count ``jobs_ended`` more jobs), in one
-        round trip."""
+        """Write the cache's load counters and the call counters (and count ``jobs_ended``
+        more jobs), in one round trip."""
         loads = dict(self.cache.loads)
         fields: dict[Any, Any] = {f"loads:{m}": count for m, count in loads.items()}
         fields["loads"] = sum(loads.values())
         fields["pid"] = os.getpid()
+        fields["calls"] = self.counters.calls
+        fields["images"] = self.counters.images
+        fields["merged"] = self.counters.merged
+        fields["busy_s"] = round(self.counters.busy_s, 6)
+        from engine.gpu import COMPILES  # torch: loaded with the cache already
+
+        fields["compiles"] = COMPILES.count  # PROOFROOM_COMPILE_UNET, and what it cost
+        fields["compile_s"] = round(COMPILES.seconds, 3)
         with self.redis.pipeline() as pipe:
             if jobs_ended:
                 pipe.hincrby(self.key, "jobs", jobs_ended)
@@ -272,9 +319,9 @@ class WorkerStats:
             pipe.expire(self.key, self.ttl_s)
             pipe.execute()
 
-    def job_ended(self) -> None:
-        """Count a job and refresh the load counters."""
-        self.update(jobs_ended=1)
+    def job_ended(self, count: int = 1) -> None:
+        """Count ``count`` jobs (a group's) and refresh the other counters."""
+        self.update(jobs_ended=count)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

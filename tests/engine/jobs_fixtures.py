@@ -133,7 +133,8 @@ def wait_kind(events: EventStream, job_id: str, *kinds: str, timeout: float = 60
 
 
 class WorkerProcess:
-    """``python -m engine.worker`` in a subprocess, configured through the environment."""
+    """``python -m engine.worker`` in a subprocess, configured through the environment
+    (``env``: more variables, e.g. ``PROOFROOM_MICRO_BATCHING``)."""
 
     def __init__(
         self,
@@ -143,6 +144,7 @@ class WorkerProcess:
         args: list[str] | None = None,
         heartbeat_ttl: float = 2.0,
         heartbeat_interval: float = 0.5,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.name = f"{settings.key_prefix}-w{uuid.uuid4().hex[:6]}"
@@ -159,6 +161,7 @@ class WorkerProcess:
             "PROOFROOM_JOB_RETRIES": str(settings.job_retries),
             "PYTHONPATH": str(REPO_ROOT),
             "HF_HUB_OFFLINE": "1",
+            **(env or {}),
         }
         command = [
             sys.executable,

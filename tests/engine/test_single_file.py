@@ -20,6 +20,7 @@ import torch
 from engine import clip_vocab, sources, tiny
 from engine.catalog import Catalog, ModelEntry, VaeEntry
 from engine.errors import CatalogError, ModelUnavailableError, UserError
+from engine.merging import BATCH_TOLERANCE
 from engine.pipelines import PipelineCache
 from engine.render import render
 from engine.settings import Settings
@@ -110,7 +111,10 @@ def test_a_tiny_sdxl_file_renders_the_pixels_of_the_model_it_came_from(
         name="tiny-xl-folder", source=str(converted["tiny-xl"].folder), family="sdxl"
     )
     from_file = render_with(spec, model)
-    assert np.array_equal(from_file, render_with(tiny_job(model="tiny-xl-folder"), folder))
+    from_folder = render_with(tiny_job(model="tiny-xl-folder"), folder)
+    # The weights are equal (below); tensors read from one file are laid out otherwise in
+    # memory, and on some CPUs a kernel then rounds one value of the 12 288 a level apart.
+    assert np.abs(from_file.astype(int) - from_folder).max() <= BATCH_TOLERANCE
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-xl"])

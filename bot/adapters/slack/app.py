@@ -11,13 +11,23 @@
   who may cancel apply unchanged.
 - Events API re-deliveries (Slack retries when it got no answer in 3 s) are dropped by
   ``event_id``, remembered in Redis, so a retry that reaches another process is dropped too.
+
+Every listener acknowledges in the thread that received the request and hands its work to a
+pool (``process_before_response``): Bolt's default instead runs each listener on a pool of
+ten threads and polls every 10 ms for the ack, so that under a burst an ack waits for the
+work of the commands before it, and a lazy listener deep-copies the request (about 1 ms of
+CPU per request). In HTTP mode the server has a listen backlog of 1024 (``wsgiref``'s 5 drops
+connections under a burst, and a dropped one is acknowledged only after the client's SYN
+retransmits: 1 s, 3 s, 7 s after its first try) and a pool of threads started once.
+``bench/ack.py`` measures both modes.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from socketserver import ThreadingMixIn
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -33,6 +43,18 @@ from bot.ports import CommandEvent, ReactionEvent
 from bot.state import BotState
 
 log = logging.getLogger(__name__)
+
+# Threads that run listeners' work after the ack: Bolt's own default size, enough for work that
+# waits on the Web API (a rate-limited call waits seconds) without many more threads taking
+# the GIL from the ones that acknowledge.
+WORK_THREADS = 10
+# HTTP mode. Connections the kernel queues before the server accepts them: above any burst
+# Slack sends (the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 1024
+# Threads that read requests and acknowledge them (about 1 ms each; a slow client holds one
+# for at most HTTP_TIMEOUT_S).
+HTTP_THREADS = 32
+HTTP_TIMEOUT_S = 10
 
 
 class Core(Protocol):
@@ -51,9 +73,11 @@ def build_app(
     key_prefix: str,
     max_pixels: int,
     socket_mode: bool = False,
+    work: Executor | None = None,
 ) -> App:
     """The Bolt ``App`` for ``core``. In HTTP mode every request is checked against the
-    signing secret (bad signature or a timestamp over five minutes old: 401)."""
+    signing secret (bad signature or a timestamp over five minutes old: 401). Listeners'
+    work runs on ``work`` after the ack (default: a pool of ``WORK_THREADS`` threads)."""
     settings = adapter.settings
     app = App(
         client=adapter.client,  # its bot token and rate-limit retries serve the app too
@@ -61,7 +85,15 @@ def build_app(
         # Socket Mode envelopes come over the app-token WebSocket and carry no signature.
         request_verification_enabled=not socket_mode,
         name="proofroom",
+        # Listeners run in the request's thread and return at once (see the module's
+        # docstring); the response, the ack, goes out as soon as they return.
+        process_before_response=True,
     )
+    pool = work or work_pool()
+
+    def later(fn: Callable[..., None], *args: Any) -> None:
+        pool.submit(_logged, fn, *args)
+
     # The transport's own redeliveries (any Events API event), before any listener runs.
     markers = BotState(redis=redis, key_prefix=key_prefix, ttl_s=settings.dedupe_ttl_s)
 
@@ -77,6 +109,9 @@ def build_app(
     @app.command("/imagine")
     def imagine(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         ack()  # before any work: Slack shows an error after 3 s
+        later(answer_command, command, respond)
+
+    def answer_command(command: dict[str, Any], respond: Respond) -> None:
         event = CommandEvent(
             platform=PLATFORM,
             user=command["user_id"],
@@ -88,6 +123,9 @@ def build_app(
 
     @app.event("app_mention")
     def mentioned(event: dict[str, Any]) -> None:
+        later(answer_mention, event)  # acknowledged when this returns
+
+    def answer_mention(event: dict[str, Any]) -> None:
         thread = event.get("thread_ts")
         try:
             files = adapter.attachments(event.get("files") or [], max_pixels=max_pixels)
@@ -109,13 +147,19 @@ def build_app(
     @app.event("reaction_added")
     @app.event("reaction_removed")
     def reacted(event: dict[str, Any], body: dict[str, Any]) -> None:
-        reaction = adapter.reaction_event(event=event, event_id=body.get("event_id"))
+        later(vote, event, body.get("event_id"))
+
+    def vote(event: dict[str, Any], event_id: str | None) -> None:
+        reaction = adapter.reaction_event(event=event, event_id=event_id)
         if reaction is not None:
             core.handle_reaction(reaction)
 
     @app.action(ACTION_PREFIX + "cancel")
     def cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         ack()
+        later(answer_cancel, body, action, respond)
+
+    def answer_cancel(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         event = CommandEvent(
             platform=PLATFORM,
             user=body["user"]["id"],
@@ -131,29 +175,69 @@ def build_app(
     return app
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a slow listener must not hold up shutdown
+def work_pool() -> ThreadPoolExecutor:
+    """The pool that runs listeners' work after the ack; ``shutdown()`` it when done."""
+    return ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="slack-work")
+
+
+def _logged(fn: Callable[..., None], *args: Any) -> None:
+    # A pool keeps a task's exception in its future, which nobody reads: log it here, as
+    # Bolt's listener error handler did while the work ran inside the listener.
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("Slack listener %s failed", fn.__name__)
+
+
+class _PooledWSGIServer(WSGIServer):
+    """``wsgiref``'s server with its requests handled on a pool of threads started once.
+    ``ThreadingMixIn`` starts a thread per connection and waits until it runs: two GIL
+    hand-offs in the accept loop per request, which under a burst made each ack wait for the
+    ones before it (p99 150 ms against 70-90 ms at 50 concurrent, ``bench/ack.py``)."""
+
+    request_queue_size = LISTEN_BACKLOG  # socketserver's default, 5, drops bursts
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=HTTP_THREADS, thread_name_prefix="slack-http")
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._pool.submit(self._handle, request, client_address)
+
+    def _handle(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False)
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = HTTP_TIMEOUT_S  # a client that stops sending frees its thread
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http: " + format, *args)  # one line per request belongs in debug
 
 
 class HttpServer:
-    """Bolt's WSGI adapter on a threading ``wsgiref`` server: HTTP mode without extra
-    dependencies. Put TLS (a reverse proxy) in front of it for Slack."""
+    """Bolt's WSGI adapter on a ``wsgiref`` server with a pool of threads: HTTP mode without
+    extra dependencies. Put TLS (a reverse proxy) in front of it for Slack."""
 
     def __init__(self, app: App, *, host: str, port: int, path: str) -> None:
         self.server = make_server(
             host,
             port,
             SlackRequestHandler(app, path=path),
-            server_class=_ThreadingWSGIServer,
+            server_class=_PooledWSGIServer,
             handler_class=_QuietHandler,
         )
         self.path = path
-        self._thread: threading.Thread | None = None
+        self._serving = False  # shutdown() waits for a serve_forever() that may never run
 
     @property
     def url(self) -> str:
@@ -164,14 +248,17 @@ class HttpServer:
 
     def start(self) -> HttpServer:
         """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True)
-        self._thread.start()
+        self._serving = True
+        threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True).start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in this thread until :meth:`stop`."""
+        self._serving = True
         self.server.serve_forever(0.5)
 
     def stop(self) -> None:
-        self.server.shutdown()
+        """Stop serving and close the socket (connections not accepted yet are reset)."""
+        if self._serving:
+            self.server.shutdown()
         self.server.server_close()

@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from bot.adapters.slack.adapter import SlackAdapter, make_client
-from bot.adapters.slack.app import Core, HttpServer, build_app
+from bot.adapters.slack.app import Core, HttpServer, build_app, work_pool
 from bot.adapters.slack.settings import SlackSettings
 from bot.service import BotService
 from bot.settings import BotSettings
@@ -176,6 +176,7 @@ class SlackRuntime:
         self.service = BotService.build(
             adapter=self.adapter, settings=settings, bot_settings=bot_settings, redis=redis
         )
+        self.work = work_pool()
         self.app = build_app(
             core=core(self.service) if core is not None else self.service,
             adapter=self.adapter,
@@ -183,6 +184,7 @@ class SlackRuntime:
             key_prefix=settings.key_prefix,
             max_pixels=settings.limits.max_input_pixels,
             socket_mode=socket_mode,
+            work=self.work,
         )
         self.pump_block_ms = pump_block_ms
         self._stop = threading.Event()
@@ -200,7 +202,9 @@ class SlackRuntime:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the pump after its current batch."""
+        """Stop the pump after its current batch, and finish the work of requests already
+        acknowledged (a user whose command was acked gets its answer)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.work.shutdown(wait=True)
