@@ -42,13 +42,15 @@ def claim(
     catalog: Catalog,
     leader: JobSpec,
     worker_name: str,
+    device: str,
 ) -> list[Member]:
     """Take the waiting jobs that ride along with ``leader`` (``engine.merging.companions``)
-    off their queues, atomically; none when ``leader`` cannot be merged."""
+    off their queues, atomically, within the model's batch cap on ``device``; none when
+    ``leader`` cannot be merged."""
     if merging.merge_key(leader) is None or leader.model not in catalog.models:
         return []
     model = catalog.model(leader.model)
-    cap = merging.max_batch(model)
+    cap = merging.max_batch(model, device=device)
     if leader.count >= cap:
         return []
     candidates: list[tuple[tuple[Job, Queue], JobSpec]] = []
@@ -114,6 +116,7 @@ def start(worker: SimpleWorker, job: Job, *, context: WorkerContext | None) -> l
         catalog=context.catalog,
         leader=leader,
         worker_name=worker.name,
+        device=context.cache.device,
     )
     for member in members:
         assert member.rq_job is not None

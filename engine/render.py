@@ -131,7 +131,8 @@ def render_group(
         counts = [job.spec.count for job in jobs]
         size = {"width": lead.spec.width, "height": lead.spec.height}
         with gpu.vae_for_call(pipe, **size, settings=cache.settings):  # tiles when large
-            for slots in merging.plan_calls(counts, cap=merging.max_batch(lead.model)):
+            cap = merging.max_batch(lead.model, device=cache.device)
+            for slots in merging.plan_calls(counts, cap=cap):
                 _render_slots(pipe, jobs, slots, store=store, counters=counters)
     finished = time.perf_counter()
     for job in jobs:
@@ -173,26 +174,29 @@ def _render_slots(
                 job.ended = job.ended or CancelledError(job.spec.id)
             continue
         except Exception as exc:  # a failed call fails its jobs, not the others'
-            log.exception(
-                "a pipeline call for job(s) %s failed", ", ".join(j.spec.id for j in members)
-            )
+            # One line: the job's own failure is logged with its traceback where it ends.
+            ids = ", ".join(j.spec.id for j in members)
+            log.warning("a pipeline call for job(s) %s failed: %r", ids, exc)
             for job in members:
                 job.ended = job.ended or exc
             continue
         for (job, index), pixels in zip(group, results, strict=True):
             if job.ended is not None:
                 continue  # cancelled during the call: its images are not delivered
-            if isinstance(pixels, str):  # RETRY_ALONE
-                pixels = render_alone(
-                    pipe,
-                    job.spec,
-                    index,
-                    inputs=job.inputs,
-                    encode=partial(job.conditioning, pipe),
-                    callback=_cancel_only(job),
-                    label=job.label(index),
-                )
-            job.keep(pipe, index, pixels, store=store)
+            try:
+                if isinstance(pixels, str):  # RETRY_ALONE
+                    pixels = render_alone(
+                        pipe,
+                        job.spec,
+                        index,
+                        inputs=job.inputs,
+                        encode=partial(job.conditioning, pipe),
+                        callback=_cancel_only(job),
+                        label=job.label(index),
+                    )
+                job.keep(pipe, index, pixels, store=store)
+            except Exception as exc:  # its retry cancelled or failed: this job alone ends
+                job.ended = exc
         for job in members:
             job.finished += sum(1 for j, _ in group if j is job)
 

@@ -68,11 +68,13 @@ def test_companions_fill_the_cap_in_candidate_order_with_whole_jobs() -> None:
     assert companions(tiny_spec(count=8), candidates, cap=8) == []
 
 
-def test_max_batch_is_the_models_else_its_familys() -> None:
-    model = ModelEntry(name="m", source="x", family="sdxl")
-    assert max_batch(model) == 4
-    assert max_batch(model.model_copy(update={"max_batch": 2})) == 2
-    assert max_batch(model.model_copy(update={"family": "sd15"})) == 8
+def test_max_batch_is_the_models_else_its_familys_at_most_four_on_a_cpu() -> None:
+    sdxl = ModelEntry(name="m", source="x", family="sdxl")
+    sd15 = sdxl.model_copy(update={"family": "sd15"})
+    assert max_batch(sdxl, device="cuda") == 4
+    assert max_batch(sd15, device="cuda:1") == 8
+    assert max_batch(sd15, device="cpu") == 4
+    assert max_batch(sd15.model_copy(update={"max_batch": 6}), device="cpu") == 6
 
 
 def test_calls_are_planned_in_image_order_within_the_cap() -> None:
@@ -98,6 +100,7 @@ def test_a_job_is_claimed_by_one_worker_only(queue: JobQueue) -> None:
             catalog=queue.catalog,
             leader=leader,
             worker_name=worker,
+            device="cpu",
         )
         for worker in ("w1", "w2")
     }
@@ -110,7 +113,7 @@ def test_a_job_is_claimed_by_one_worker_only(queue: JobQueue) -> None:
 
 
 def test_a_claimed_job_not_yet_started_goes_back_to_the_front(queue: JobQueue) -> None:
-    leader, other, last = [tiny_spec(prompt=f"p{k}", count=4) for k in range(3)]
+    leader, other, last = [tiny_spec(prompt=f"p{k}", count=2) for k in range(3)]
     for spec in (leader, other, last):
         queue.enqueue(spec)
     [member] = claim(
@@ -119,8 +122,9 @@ def test_a_claimed_job_not_yet_started_goes_back_to_the_front(queue: JobQueue) -
         catalog=queue.catalog,
         leader=leader,
         worker_name="w1",
+        device="cpu",
     )
-    assert member.spec.id == other.id  # 4 + 4 fill the cap of 8: `last` stays
+    assert member.spec.id == other.id  # 2 + 2 fill a CPU's cap of 4: `last` stays
 
     assert requeue(redis=queue.redis, settings=queue.settings, job_id=other.id, spend_retry=True)
     assert queue.position(other.id) == 1

@@ -93,7 +93,7 @@ def test_a_job_of_four_images_renders_in_one_call_that_matches_solo_renders(rig:
 
 def test_compatible_jobs_of_four_people_render_in_one_call(rig: Rig) -> None:
     specs = [
-        _job("U1", "a red mug on a table", 11, count=2),
+        _job("U1", "a red mug on a table", 11),
         _job("U2", "a green kite over a beach", 22),
         _job("U3", "a blue bicycle in the rain", 33),
         _job("U4", "a (yellow:1.2) lamp, studio light", 44, negative_prompt="blurry"),
@@ -104,7 +104,7 @@ def test_compatible_jobs_of_four_people_render_in_one_call(rig: Rig) -> None:
     results = {job_id: rig.done(job_id) for job_id in ids}
 
     stats = worker.stats(rig.redis)
-    assert (stats["calls"], stats["images"], stats["merged"], stats["jobs"]) == (1, 5, 3, 4)
+    assert (stats["calls"], stats["images"], stats["merged"], stats["jobs"]) == (1, 4, 3, 4)
     for spec in specs:
         result = results[spec.id]
         # Each job gets its own images, with its own seeds, in its own thread.
@@ -159,21 +159,21 @@ def test_an_interactive_job_goes_before_waiting_bulk_jobs(rig: Rig) -> None:
 
 
 def test_bulk_jobs_ride_along_only_within_the_cap_and_after_interactive_ones(rig: Rig) -> None:
-    # The tiny model's family renders at most 8 images per call.
-    leader = _job("U1", "a mug", 1, count=4)
-    early_bulk = _job("B", "row 1", 2, count=4, priority="bulk")  # waiting longest
-    late_interactive = _job("U2", "a kite", 3, count=3)
-    small_bulk = _job("B", "row 2", 4, count=1, priority="bulk")
+    # On a CPU the tiny model's family renders at most 4 images per call.
+    leader = _job("U1", "a mug", 1, count=2)
+    early_bulk = _job("B", "row 1", 2, count=2, priority="bulk")  # waiting longest
+    late_interactive = _job("U2", "a kite", 3)
+    small_bulk = _job("B", "row 2", 4, priority="bulk")
     ids = [rig.queue.enqueue(spec) for spec in (leader, early_bulk, late_interactive, small_bulk)]
     worker = rig.worker()
 
     for job_id in ids:
         rig.done(job_id)
 
-    # First call: the leader (4), the waiting interactive job (3) and the bulk job that
-    # still fits (1): 8 images. The bulk job of 4 did not fit and had its own call.
+    # First call: the leader (2), the waiting interactive job (1) and the bulk job that
+    # still fits (1): 4 images. The bulk job of 2 did not fit and had its own call.
     stats = worker.stats(rig.redis)
-    assert (stats["calls"], stats["images"], stats["merged"]) == (2, 12, 2)
+    assert (stats["calls"], stats["images"], stats["merged"]) == (2, 6, 2)
     order = rig.started_order(ids)
     assert order[-1] == early_bulk.id
     assert set(order[:3]) == {leader.id, late_interactive.id, small_bulk.id}
