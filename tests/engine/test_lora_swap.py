@@ -151,3 +151,19 @@ def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_a_switch_leaves_the_state_diffusers_set_adapters_leaves(fresh, tiny_job, catalog) -> None:
+    cache, run = fresh()
+    run(tiny_job(prompt=PROMPT, loras=A + B))  # both resident
+    weighted = [LoraRef(name="tiny-brand", weight=0.3), LoraRef(name="tiny-style", weight=0.6)]
+    switched = run(tiny_job(prompt=PROMPT, loras=weighted))
+
+    # The same set through diffusers' own API; the next job asks for what is active, so
+    # the worker leaves that state as it is and renders with it.
+    pipe = cache.acquire(catalog.model("tiny"))[0].pipe
+    pipe.disable_lora()
+    pipe.enable_lora()
+    pipe.set_adapters(["tiny-brand", "tiny-style"], adapter_weights=[0.3, 0.6])
+    assert np.array_equal(run(tiny_job(prompt=PROMPT, loras=weighted)), switched)
+    assert not np.array_equal(run(tiny_job(prompt=PROMPT, loras=A + B)), switched)
