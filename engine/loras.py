@@ -1,8 +1,9 @@
 """LoRA hot-swap: the adapters resident in one pipeline's modules.
 
 Each LoRA file is read once and kept as a named peft adapter in the UNet and text
-encoders; a job then only activates its set with its weights (``set_adapters``), which
-costs milliseconds where reloading a model costs seconds. Derived pipelines (img2img,
+encoders; a job then only activates its set with its weights in the adapted layers
+(:meth:`LoraAdapters._switch`, what diffusers' ``set_adapters`` does without its walks over
+every module), which costs a millisecond or two where reloading a model costs seconds. Derived pipelines (img2img,
 inpaint, ControlNet) share these very modules, so an adapter loaded once serves every
 mode of the model. Beyond ``cap`` resident adapters the least recently used one is
 deleted (``delete_adapters``) to bound memory.
