@@ -10,8 +10,8 @@ crash of this worker gives the job back (``engine.recovery``). A worker that los
 Lifecycle. A claimed job gets an RQ execution and the started status, as the job the worker
 popped does; its outcome, set by ``engine.tasks.run_job`` while it renders the group, is
 then finalised as RQ would (result saved, or failure handled with its retries). A companion
-left without an outcome (the worker was stopped, the leader timed out) goes back to the
-front of its queue.
+left without an outcome (a forced stop cut the render short) goes back to the front of its
+queue, its retry unspent.
 """
 
 from __future__ import annotations

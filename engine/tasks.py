@@ -202,7 +202,7 @@ def _render(ctx: WorkerContext, members: list[Member]) -> None:
     for member, outcome, lifeline, note in zip(members, outcomes, lifelines, notes, strict=True):
         try:
             member.outcome = _settle(ctx, member, outcome, lifeline=lifeline, notes=note)
-        except BaseException as exc:  # JobVanished, and the leader's own failures
+        except (Exception, JobVanished) as exc:  # what RQ records for this job
             member.outcome = exc
 
 
