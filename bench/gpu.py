@@ -54,6 +54,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import timed  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
 PROMPT = "product photo of a leather handbag on a marble table, soft light, high detail"
@@ -337,9 +338,9 @@ def _measure_case(
         if time.perf_counter() > deadline:
             out["batches"][str(n)] = {"skipped": "time budget"}
             continue
-        warm = {label: _timed(partial(f, n, 2), sync) for label, f in paths.items()}
+        warm = {label: timed(partial(f, n, 2), sync) for label, f in paths.items()}
         if settings.compile_unet:  # the first warm-up compiled for this batch size
-            warm = {label: _timed(partial(f, n, 2), sync) for label, f in paths.items()}
+            warm = {label: timed(partial(f, n, 2), sync) for label, f in paths.items()}
         # Two warm-up steps, the decode included, scaled to the full steps: an upper bound.
         one_round = sum(warm.values()) * case.steps / 2
         fit = min(rounds, int((deadline - time.perf_counter()) // max(one_round, 1e-9)))
@@ -351,7 +352,7 @@ def _measure_case(
         for r in range(fit):
             for label in ("worker", "bare") if r % 2 == 0 else ("bare", "worker"):
                 clock = _StepClock(sync)
-                times[label].append(_timed(partial(paths[label], n, case.steps, clock), sync))
+                times[label].append(timed(partial(paths[label], n, case.steps, clock), sync))
                 if clock.rate is not None:
                     clocks[label].append(clock.rate)
         row: dict[str, Any] = {"rounds": fit}
@@ -462,14 +463,6 @@ def _settings(tmp: Path, *, device: str, dtype: str, compile_unet: bool) -> Sett
         compile_unet=compile_unet,
         pipeline_cache_bytes=64 * 1024**3,
     )
-
-
-def _timed(action: Callable[[], object], sync: Callable[[], None]) -> float:
-    sync()
-    started = time.perf_counter()
-    action()
-    sync()
-    return time.perf_counter() - started
 
 
 def _round(value: float | None) -> float | None:

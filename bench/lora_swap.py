@@ -39,13 +39,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import timed  # noqa: E402
 from engine.catalog import Catalog, ModelEntry  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
@@ -230,18 +230,18 @@ def _timings(
     cache = PipelineCache(settings=settings)
     loaded, _ = cache.acquire(model)
     set_a, set_b = [loras[0]], [loras[1]]
-    first_load = [_timed(lambda: loaded.use_loras(set_a), sync)]
-    first_load.append(_timed(lambda: loaded.use_loras(set_b), sync))
+    first_load = [timed(lambda: loaded.use_loras(set_a), sync)]
+    first_load.append(timed(lambda: loaded.use_loras(set_b), sync))
     loads: list[float] = []
     switches: list[float] = []
     offs: list[float] = []
     for _ in range(rounds):
-        loads.append(_timed(load, sync))
+        loads.append(timed(load, sync))
         fresh.clear()
         gc.collect()  # the fresh copy goes before the next one comes
-        switches.append(_timed(lambda: loaded.use_loras(set_a), sync))
-        switches.append(_timed(lambda: loaded.use_loras(set_b), sync))
-        offs.append(_timed(lambda: loaded.use_loras([]), sync))
+        switches.append(timed(lambda: loaded.use_loras(set_a), sync))
+        switches.append(timed(lambda: loaded.use_loras(set_b), sync))
+        offs.append(timed(lambda: loaded.use_loras([]), sync))
         loaded.use_loras(set_b)  # the next round's first switch starts from a LoRA set
     load_s, switch_s = statistics.median(loads), statistics.median(switches)
     return {
@@ -262,14 +262,6 @@ def _quiet() -> None:
 
     diffusers_logging.disable_progress_bar()  # the figures are the output
     transformers_logging.disable_progress_bar()
-
-
-def _timed(action: Callable[[], object], sync: Callable[[], None]) -> float:
-    sync()
-    started = time.perf_counter()
-    action()
-    sync()
-    return time.perf_counter() - started
 
 
 def _ms(seconds: float) -> float:
