@@ -17,6 +17,7 @@ from engine.embeddings import EmbeddingFile, embeddings_for, use_embeddings
 from engine.errors import BlankImageError, SpecError
 from engine.file_hashes import embedding_short_hash, lora_short_hash
 from engine.inputs import PreparedInputs, overlay, prepare
+from engine.loras import LoraFile
 from engine.pipelines import LoadedPipeline, PipelineCache
 from engine.prompts import encode_prompts
 from engine.spec import ImageResult, JobResult, JobSpec, Mode, check_limits
@@ -45,8 +46,7 @@ class JobImages:
     position: int
     request: RenderRequest
     model: ModelEntry
-    loras: list[LoraEntry]
-    lora_files: list[Any]
+    lora_files: list[LoraFile]
     controlnet: ControlNetEntry | None
     prompt: str
     embedding_files: list[EmbeddingFile]
@@ -83,7 +83,6 @@ class JobImages:
             position=position,
             request=request,
             model=model,
-            loras=[entry for entry, _ in loras],
             lora_files=[(entry.name, cache.lora_path(entry), weight) for entry, weight in loras],
             controlnet=controlnet,
             prompt=prompt,
