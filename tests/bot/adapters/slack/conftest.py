@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis as redis_lib
+from pydantic import SecretStr
 
 from bot.adapters.slack.app import Core, HttpServer
 from bot.adapters.slack.cli import SlackRuntime
@@ -40,6 +41,14 @@ def slack_settings(fake_slack: FakeSlack) -> SlackSettings:
         share_wait_s=3.0,
         update_interval_s=0.0,
         max_intake_bytes=20 * 1024 * 1024,
+    )
+
+
+@pytest.fixture()
+def socket_slack_settings(fake_slack: FakeSlack, slack_settings: SlackSettings) -> SlackSettings:
+    """``slack_settings`` for Socket Mode: an app token, no signing secret."""
+    return slack_settings.model_copy(
+        update={"signing_secret": None, "app_token": SecretStr(fake_slack.app_token)}
     )
 
 

@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 
 import pytest
 import redis as redis_lib
-from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 
 from bot.adapters.slack import cli as slack_cli
@@ -191,24 +190,21 @@ def slash_envelope(envelope_id: str, *, user: str, text: str, response_url: str)
 def test_socket_mode_envelopes_are_acknowledged_while_work_is_stuck(
     fake_slack: FakeSlack,
     socket_mode: FakeSocketMode,
-    slack_settings: SlackSettings,
+    socket_slack_settings: SlackSettings,
     settings: Settings,
     bot_settings: BotSettings,
     redis: redis_lib.Redis,
 ) -> None:
-    socket_settings = slack_settings.model_copy(
-        update={"signing_secret": None, "app_token": SecretStr(fake_slack.app_token)}
-    )
     gate = Gate()
     runtime = SlackRuntime(
         settings=settings,
-        slack_settings=socket_settings,
+        slack_settings=socket_slack_settings,
         bot_settings=bot_settings,
         redis=redis,
         socket_mode=True,
         core=gate.around,
     )
-    handler = slack_cli.socket_mode_handler(runtime, slack_settings=socket_settings)
+    handler = slack_cli.socket_mode_handler(runtime, slack_settings=socket_slack_settings)
     handler.connect()
     ids = [f"env-{k}" for k in range(STUCK)]
     try:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
-from pydantic import SecretStr
 
 from bot.adapters.slack import cli as slack_cli
 from bot.adapters.slack.cli import SlackRuntime
@@ -87,22 +86,19 @@ def envelope(envelope_id: str, payload: dict, *, retry: int = 0) -> dict:
 def test_socket_mode_acks_each_envelope_over_the_websocket_and_drops_retries(
     fake_slack: FakeSlack,
     socket_mode: FakeSocketMode,
-    slack_settings: SlackSettings,
+    socket_slack_settings: SlackSettings,
     settings: Settings,
     bot_settings: BotSettings,
     redis: redis_lib.Redis,
 ) -> None:
-    socket_settings = slack_settings.model_copy(
-        update={"signing_secret": None, "app_token": SecretStr(fake_slack.app_token)}
-    )
     runtime = SlackRuntime(
         settings=settings,
-        slack_settings=socket_settings,
+        slack_settings=socket_slack_settings,
         bot_settings=bot_settings,
         redis=redis,
         socket_mode=True,
     )
-    handler = slack_cli.socket_mode_handler(runtime, slack_settings=socket_settings)
+    handler = slack_cli.socket_mode_handler(runtime, slack_settings=socket_slack_settings)
     handler.connect()  # what `proofroom slack` starts: apps.connections.open, then the socket
     try:
         socket_mode.wait_connected()
