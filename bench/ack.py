@@ -7,7 +7,9 @@ Slack shows the user an error when a slash command is not acknowledged within 3 
 connection the server never accepts costs a 1 s SYN retransmit, so the goal here is an ack
 p99 under 100 ms with no errors at 50 concurrent. What runs, both in each round:
 
-- HTTP mode: ``proofroom slack --http`` in a process of its own (``python -m bot.cli``), with
+- HTTP mode: ``proofroom slack --http`` (the ASGI service of ``proofroom serve``: uvicorn reads
+  the requests, a pool of threads dispatches them to Bolt) in a process of its own
+  (``python -m bot.cli``), with
   the Web API pointed at a local recording fake (``tests/bot/adapters/slack/fake_slack.py``,
   in a process of its own: answering the bot takes no time from the process that measures)
   and no worker: jobs only queue, on a real Redis, under a key prefix of the run. 50

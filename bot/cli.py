@@ -8,10 +8,12 @@ import argparse
 import importlib
 import sys
 
+from pydantic import ValidationError
+
 from engine.logs import configure_logging
 
 # Commands that print their own progress and result: logs stay at WARNING unless -v.
-QUIET = frozenset({"generate", "batch", "calendar", "shell", "models"})
+QUIET = frozenset({"generate", "batch", "calendar", "shell", "models", "doctor"})
 # name -> (module, help). The module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("bot.jobs.generate", "render a prompt or a template locally"),
@@ -21,10 +23,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "calendar": ("bot.calendars.cli", "preview content calendars (`calendar preview NAME`)"),
     "slack": ("bot.adapters.slack.cli", "run the bot on Slack (Socket Mode or HTTP)"),
     "discord": ("bot.adapters.discord.cli", "run the bot on Discord; `discord invite-url` too"),
+    "serve": ("bot.serve.cli", "the HTTP service: Slack HTTP mode, /healthz, /readyz, /metrics"),
+    "store": ("bot.storage", "artifact store upkeep: `store prune` removes old artifacts"),
     "models": (
         "bot.jobs.models",
         "list models, LoRAs, embeddings and VAEs, and files that cannot be used",
     ),
+    "doctor": ("bot.doctor.cli", "check Redis, tokens, models, GPU, disk and live workers"),
 }
 
 
@@ -50,7 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     verbose.add_argument("-v", "--verbose", action="store_true")
     late, rest = verbose.parse_known_args(rest)
     configure_logging(verbose=args.verbose or late.verbose, quiet=args.command in QUIET)
-    return int(module.run(cmd_parser.parse_args(rest)) or 0)
+    try:
+        return int(module.run(cmd_parser.parse_args(rest)) or 0)
+    except ValidationError as exc:
+        if not exc.title.endswith("Settings"):
+            raise  # not a setting from the environment: a bug, with its traceback
+        # A bad .env or environment: one line per problem, not a traceback.
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            print(f"proofroom: {where + ': ' if where else ''}{message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import redis as redis_lib
 
@@ -36,11 +37,13 @@ from bot.jobs.followed import FollowedJobs
 from bot.jobs.inputs import post_inputs
 from bot.jobs.pump import EventPump
 from bot.jobs.resolve import JobResolver
+from bot.jobs.routing import routing_for
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent, requester_key
 from bot.records import ImageRecord, JobRecord
 from bot.review.desk import ReviewDesk, thread_of
 from bot.settings import BotSettings
 from bot.state import BotState
+from bot.webhooks import WebhookDeliverer, WebhookState, WebhookTarget
 from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.events import EventStream
@@ -84,11 +87,29 @@ class BotService:
         )
         # Defaults worked out once: every desk that queues jobs resolves them through this.
         self.resolver = JobResolver(
-            catalog=catalog, settings=settings, bot_settings=bot_settings, store=store
+            catalog=catalog,
+            settings=settings,
+            bot_settings=bot_settings,
+            store=store,
+            routing=routing_for(redis=redis, settings=settings, catalog=catalog),
         )
         ttl_s = bot_settings.state_ttl_days * 86400
         self.state = BotState(redis=redis, key_prefix=settings.key_prefix, ttl_s=ttl_s)
         self.delivery = Delivery(adapter=adapter, state=self.state, queue=queue, store=store)
+        self.outage = Outage(name=f"bot ({adapter.platform})", logger=log)
+        # Approved images POSTed to a CMS when PROOFROOM_WEBHOOK_URL is set (bot.webhooks).
+        target = WebhookTarget.from_settings(bot_settings)
+        self.webhook = (
+            WebhookDeliverer(
+                target=target,
+                outbox=WebhookState(redis=redis, key_prefix=settings.key_prefix, ttl_s=ttl_s),
+                store=store,
+                adapter=adapter,
+                outage=self.outage,
+            )
+            if target is not None
+            else None
+        )
         self.review = ReviewDesk(
             adapter=adapter,
             state=self.state,
@@ -97,6 +118,7 @@ class BotService:
             export_dir=bot_settings.export_path(settings),
             limits=settings.limits,
             resubmit=self._resubmit,
+            approvals=self.webhook,
         )
         # One group per platform: a Slack bot and a Discord bot sharing a Redis both see
         # every event and each keeps the ones for its own platform.
@@ -126,7 +148,6 @@ class BotService:
         )
         self.calendars = self.calendar_desk()
         self.delivery.observers.append(self.batches.on_event)
-        self.outage = Outage(name=f"bot ({adapter.platform})", logger=log)
         self.followed = FollowedJobs(state=self.state, queue=queue, platform=adapter.platform)
         self.pump_loop = EventPump(
             events=events,
@@ -226,6 +247,7 @@ class BotService:
                 queue=self.queue,
                 state=self.state,
                 may_cancel_any=self.bot_settings.is_admin(event.user, event.roles),
+                routing=self.resolver.routing,
             )
         try:
             resolved = self.resolver.resolve(
@@ -256,11 +278,7 @@ class BotService:
             self._try(lambda: self.adapter.edit(message=thread, text=texts.not_queued(spec.id)))
             return _sentence(TRY_AGAIN)
         position = self.queue.position(job_id)
-        place = f"place {position} in line" if position else "starting now"
-        return (
-            f"Queued job `{job_id}`: {spec.count} image(s) on `{spec.model}`, {place}. "
-            "The images will appear in the thread."
-        )
+        return texts.queued(job_id, spec, position=position, waiting=resolved.waiting)
 
     def _reload(self, event: CommandEvent) -> str:
         """``/imagine reload``: rescan the drop-in folders here and, through Redis, in every
@@ -362,8 +380,10 @@ class BotService:
     # -- job events -----------------------------------------------------------------------
 
     def pump_until(self, stop: threading.Event, *, block_ms: int = 1000) -> None:
-        """Every runner's event loop until ``stop`` is set (``bot.jobs.pump``)."""
-        self.pump_loop.run_until(stop, block_ms=block_ms)
+        """Every runner's event loop until ``stop`` is set (``bot.jobs.pump``), with the
+        webhook deliveries in a thread beside it when a webhook is set (``bot.webhooks``)."""
+        with self.webhook.running(stop) if self.webhook is not None else nullcontext():
+            self.pump_loop.run_until(stop, block_ms=block_ms)
 
     def pump(self, *, block_ms: int = 1000, count: int = 100) -> int:
         """One read of job events into their threads; how many were read (``bot.jobs.pump``)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.settings import Settings
@@ -77,11 +77,49 @@ class BotSettings(ReviewPolicy, BaseSettings):
     # which switch on a shipped example without editing it.
     calendars_dir: Path | None = None
     calendar_channels: dict[str, str] = Field(default_factory=dict)
+    # Approved images POSTed to a CMS (docs/webhooks.md): the URL (empty: off), the secret
+    # every delivery is signed with (required with a URL), attempts in all, the first wait
+    # between attempts (doubled each time up to the max), how long to wait for an answer,
+    # and how long a download URL in a delivery stays valid (stores that sign URLs: S3).
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_attempts: int = Field(default=10, ge=1)
+    webhook_backoff_s: float = Field(default=2.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=600.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_image_url_expires_s: int = Field(default=86400, ge=60, le=7 * 24 * 3600)
+    # `proofroom serve`: where the HTTP service (Slack HTTP mode, /healthz, /readyz,
+    # /metrics) listens; --host and --port override them.
+    serve_host: str = "0.0.0.0"
+    serve_port: int = Field(default=3000, ge=0, le=65535)
 
     @field_validator("admin_ids", "admin_roles", mode="before")
     @classmethod
     def _split_admins(cls, value: object) -> object:
         return _names(value)
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _webhook_url(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None  # PROOFROOM_WEBHOOK_URL= in a .env: off
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("PROOFROOM_WEBHOOK_URL must start with https:// or http://")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_secret_with_url(self) -> BotSettings:
+        if self.webhook_url and not (
+            self.webhook_secret and self.webhook_secret.get_secret_value()
+        ):
+            raise ValueError(
+                "PROOFROOM_WEBHOOK_URL is set but PROOFROOM_WEBHOOK_SECRET is not: set a "
+                "long random secret (the CMS checks each delivery's signature with it), "
+                "or leave PROOFROOM_WEBHOOK_URL empty to turn the webhook off"
+            )
+        return self
 
     def is_admin(self, user: str, roles: frozenset[str] = frozenset()) -> bool:
         """Whether ``user`` (with ``roles``) is an admin; see ``admin_ids``."""

@@ -15,6 +15,9 @@ Keys, all under ``{key_prefix}:bot:`` and expiring ``state_ttl_days`` after thei
 - ``pending:{platform}:{channel}`` sorted set of image message keys awaiting a decision;
 - ``rerenders:{root message key}`` counter; ``once:{...}`` markers; ``open:{platform}`` set
   of jobs not yet ended; ``audit`` stream of every vote.
+- ``decisions`` hash: images approved and rejected, counted when an image enters that
+  state; kept for good (``proofroom serve``'s ``/metrics`` reads it, see
+  :func:`decisions_key`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ from bot.ports import MessageRef, Vote
 from bot.records import ImageRecord, ImageState, JobOutcome, JobRecord, ReviewedImage
 from engine.redis_values import as_text
 from engine.spec import ImageResult, JobResult
+
+
+def decisions_key(key_prefix: str) -> str:
+    """The hash of images approved and rejected (fields ``approved``, ``rejected``)."""
+    return f"{key_prefix}:bot:decisions"
 
 
 class BotState:
@@ -153,11 +161,14 @@ class BotState:
         return as_text(value) if value else "pending"  # type: ignore[return-value]
 
     def set_image_field(self, message: MessageRef, field: str, value: str) -> None:
-        """Record ``state``, ``export`` or ``rerendered`` of an image."""
+        """Record ``state``, ``export`` or ``rerendered`` of an image; a new ``state`` of
+        approved or rejected is counted in ``decisions``."""
         key = self._key("img", message.key)
         with self.redis.pipeline() as pipe:
             pipe.hset(key, field, value)
             pipe.expire(key, self.ttl_s)
+            if field == "state" and value in ("approved", "rejected"):
+                pipe.hincrby(self._key("decisions"), value, 1)  # never expires: /metrics
             pipe.execute()
 
     def image_field(self, message: MessageRef, field: str) -> str | None:

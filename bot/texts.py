@@ -110,6 +110,49 @@ def not_queued(job_id: str) -> str:
     )
 
 
+def queued(job_id: str, spec: JobSpec, *, position: int | None, waiting: str | None) -> str:
+    """The reply to a queued ``/imagine``: its place in line, and what it waits for when no
+    worker serves its model's pool now (``bot.jobs.routing``)."""
+    place = f"place {position} in line" if position else "starting now"
+    if waiting:
+        place = f"{place}, {waiting}"
+    return (
+        f"Queued job `{job_id}`: {spec.count} image(s) on `{spec.model}`, {place}. "
+        "The images will appear in the thread."
+    )
+
+
+def waiting_for_worker(pools: list[str]) -> str:
+    """Said of jobs queued for pools that no live worker serves now (one that did a moment
+    ago, or this bot has just started): they wait, and how to end the wait."""
+    names = ", ".join(f"`{pool}`" for pool in pools)
+    start = f"`proofroom worker --pools {','.join(pools)}`"
+    return f"waiting for a worker that serves {names} (none does right now; {start} starts one)"
+
+
+def no_worker(*, model: str, pool: str, grace_s: float, since_s: float | None) -> str:
+    """Why a job was refused: no worker has served its model's pool within the grace window
+    (``since_s``: how long ago one last did, if ever). Starts lower-case (the service
+    capitalises replies)."""
+    last = f" (the last one was seen {_duration(since_s)} ago)" if since_s is not None else ""
+    return (
+        f"no worker has served model `{model}` (worker pool `{pool}`) in the last "
+        f"{_duration(grace_s)}{last}, so nothing was queued. Ask whoever runs Proofroom to "
+        f"start one with `proofroom worker --pools {pool}`, or pick another model with "
+        "--model (`/imagine models` lists them)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 2:
+        return f"{round(seconds)} seconds"
+    if minutes < 120:
+        return f"{minutes} minutes"
+    hours = round(minutes / 60)
+    return f"{hours} hours" if hours < 48 else f"{round(hours / 24)} days"
+
+
 def rerender_card(spec: JobSpec, *, image: ImageRecord, requester: str, auto: bool) -> str:
     """The line that opens a re-render inside the original thread."""
     why = "it was rejected" if auto else f"{mention(requester)} asked"

@@ -2,6 +2,7 @@
 
     python healthcheck.py worker [--name NAME]
     python healthcheck.py bot {slack,discord} [--max-idle SECONDS]
+    python healthcheck.py http [URL]
 
 ``worker``: healthy while a worker of this container keeps its alive key fresh
 (``{prefix}:alive:{name}``, ``engine.recovery``; TTL 15 s). The heartbeat starts before the
@@ -18,6 +19,10 @@ only from 7.2 on (the compose file runs 7.4); with an older Redis the check can 
 the consumer exists. The chat connection itself is not checked: the SDKs reconnect on their
 own and say so in the logs.
 
+``http``: healthy while ``URL`` answers 200 (default ``http://127.0.0.1:3000/healthz``, the
+liveness of ``proofroom serve``). Not ``/readyz``: a service with no worker yet still
+acknowledges Slack and queues jobs, and must not be restarted for it.
+
 Exit status 0 when healthy, 1 when not, with one line saying why (``docker inspect`` shows
 it). Only Redis and the project's settings are read: neither torch nor a chat SDK is imported,
 so a check every 30 s costs a fraction of a second.
@@ -28,6 +33,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import urllib.error
+import urllib.request
 
 import redis as redis_lib
 
@@ -40,6 +47,8 @@ from engine.worker import worker_name
 PLATFORMS = ("slack", "discord")
 # How long the bot's pump may go without reading before the bot counts as unhealthy.
 DEFAULT_MAX_IDLE_S = 300.0
+# What `proofroom serve` answers while it runs (its default port).
+DEFAULT_HTTP_URL = "http://127.0.0.1:3000/healthz"
 # A check must answer well within Docker's healthcheck timeout, also when Redis is away.
 REDIS_TIMEOUT_S = 3.0
 # What worker_name() puts after the host: the process id and six random hex digits.
@@ -102,9 +111,29 @@ def check_bot(
     raise Unhealthy(f"no consumer {consumer!r} in group {group!r} on {stream}")
 
 
+def check_http(url: str) -> int:
+    """The status ``url`` answered with; raises :class:`Unhealthy` for another than 200 or
+    no answer within ``REDIS_TIMEOUT_S``."""
+    try:
+        with urllib.request.urlopen(url, timeout=REDIS_TIMEOUT_S) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        raise Unhealthy(f"{url} answered {exc.code}") from exc
+    except OSError as exc:  # refused, reset, timed out
+        raise Unhealthy(f"{url} does not answer ({getattr(exc, 'reason', exc)})") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one check; 0 when healthy, 1 when not."""
     args = parser().parse_args(argv)
+    if args.role == "http":  # the service's own answer: no Redis read here
+        try:
+            status = check_http(args.url)
+        except Unhealthy as exc:
+            print(f"unhealthy: {exc}", file=sys.stderr)
+            return 1
+        print(f"healthy: {args.url} answered {status}")
+        return 0
     settings = Settings()
     if not settings.redis_url:
         print("unhealthy: REDIS_URL is not set", file=sys.stderr)
@@ -150,6 +179,13 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_MAX_IDLE_S,
         help="seconds the event pump may go without reading (default %(default)s)",
+    )
+    http = roles.add_parser("http", help="a `proofroom serve` container: GET its /healthz")
+    http.add_argument(
+        "url",
+        nargs="?",
+        default=DEFAULT_HTTP_URL,
+        help="what must answer 200 (default %(default)s)",
     )
     return parser
 

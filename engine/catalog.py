@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from engine.errors import CatalogError, MissingVariables, SpecError
 from engine.spec import ControlType
@@ -26,6 +26,19 @@ Family = Literal["sd15", "sd2", "sdxl"]
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
+# A worker pool's name: part of RQ queue names (``engine.queue``) and of ``--pools`` lists.
+POOL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+def check_pool_name(name: str) -> str:
+    """``name`` if it can name a worker pool (lower-case letters, digits, ``-`` and ``_``,
+    at most 40, starting with a letter or digit), else :class:`ValueError` saying so."""
+    if not POOL_NAME.fullmatch(name):
+        raise ValueError(
+            f"pool name {name!r} is not valid: use lower-case letters, digits, '-' and '_' "
+            "(at most 40, starting with a letter or digit)"
+        )
+    return name
 
 
 class ModelEntry(BaseModel):
@@ -35,6 +48,8 @@ class ModelEntry(BaseModel):
     ``config``: for a single file, a local diffusers folder whose configs describe it (else
     an A1111-style ``<stem>.yaml`` beside it, else the family's config shipped with the
     project). ``vae``: a VAE by catalog name or path, used instead of the checkpoint's own.
+    ``pool``: the workers that render it (its queues, ``engine.queue``); always set once
+    validated: the family when models.yaml names none.
     """
 
     name: str
@@ -50,6 +65,14 @@ class ModelEntry(BaseModel):
     sampler: str = "DPM++ 2M Karras"
     # Most images in one pipeline call (engine.merging); None: the family's default.
     max_batch: int | None = Field(default=None, ge=1)
+    pool: str = ""
+
+    @model_validator(mode="after")
+    def _default_pool(self) -> ModelEntry:
+        # Pools default to the family, so a catalog without `pool:` keeps the queue names
+        # it always had ({prefix}-{priority}-{family}).
+        self.pool = check_pool_name(self.pool) if self.pool else self.family
+        return self
 
 
 class LoraEntry(BaseModel):
@@ -368,7 +391,9 @@ def _entries(model: type[M], path: Path, found: Mapping[str, M]) -> dict[str, M]
     and ``family`` may be left out), or stands alone."""
     entries = dict(found)
     for name, body in _read_yaml(path).items():
-        base = found[name].model_dump(exclude={"name"}) if name in found else {}
+        # A found model's pool is its family's by default: not a choice to carry over when
+        # the YAML entry names another family or pool.
+        base = found[name].model_dump(exclude={"name", "pool"}) if name in found else {}
         entries[name] = _parse(model, name, {**base, **(body or {})}, path)
     return entries
 

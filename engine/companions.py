@@ -26,7 +26,7 @@ from rq.serializers import JSONSerializer
 
 from engine import merging
 from engine.catalog import Catalog
-from engine.queue import PRIORITIES, job_spec, queue_name
+from engine.queue import PRIORITIES, job_spec, parse_queue_name, queue_name
 from engine.recovery import requeue
 from engine.settings import Settings
 from engine.spec import JobSpec
@@ -43,10 +43,12 @@ def claim(
     leader: JobSpec,
     worker_name: str,
     device: str,
+    pool: str | None = None,
 ) -> list[Member]:
     """Take the waiting jobs that ride along with ``leader`` (``engine.merging.companions``)
     off their queues, atomically, within the model's batch cap on ``device``; none when
-    ``leader`` cannot be merged."""
+    ``leader`` cannot be merged. Only the queues of ``pool`` are read (default: its model's
+    pool), the pool the worker popped ``leader`` from: a companion has the same model."""
     if merging.merge_key(leader) is None or leader.model not in catalog.models:
         return []
     model = catalog.model(leader.model)
@@ -56,7 +58,7 @@ def claim(
     candidates: list[tuple[tuple[Job, Queue], JobSpec]] = []
     for priority in PRIORITIES:  # interactive first, then bulk: see engine.merging
         queue = Queue(
-            queue_name(settings, priority, model.family),
+            queue_name(settings, priority, pool or model.pool),
             connection=redis,
             serializer=JSONSerializer,
         )
@@ -110,6 +112,8 @@ def start(worker: SimpleWorker, job: Job, *, context: WorkerContext | None) -> l
     leader = job_spec(job=job)
     if leader is None:
         return []
+    # The pool of the queue it came from: a reload may have moved its model since.
+    popped_from = parse_queue_name(context.settings, job.origin or "")
     members = claim(
         redis=worker.connection,
         settings=context.settings,
@@ -117,6 +121,7 @@ def start(worker: SimpleWorker, job: Job, *, context: WorkerContext | None) -> l
         leader=leader,
         worker_name=worker.name,
         device=context.cache.device,
+        pool=popped_from[1] if popped_from else None,
     )
     for member in members:
         assert member.rq_job is not None

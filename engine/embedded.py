@@ -3,8 +3,14 @@
 :func:`redis_for` then returns a process-wide fakeredis client (one shared ``FakeServer``), and
 :func:`start_embedded_worker` runs the same RQ worker as ``proofroom worker`` in a daemon
 thread. The bot, the queue, the event stream and the worker all talk to that fake server, so
-``make demo`` and ``proofroom shell`` need nothing installed but the package. With a URL the
-same two calls give a real client and an in-process worker on the real server.
+``make demo``, ``proofroom generate`` and ``proofroom batch`` need nothing installed but the
+package. With a URL the same two calls give a real client and an in-process worker on the
+real server.
+
+The chat processes (``proofroom slack``, ``discord``, ``shell``) take :func:`open_chat_redis`
+instead: without ``REDIS_URL`` it runs a ``redis-server`` of the data folder
+(:mod:`engine.private_redis`) when one is installed, so their threads, votes and ledger
+survive a restart; else the in-memory server, with a warning that nothing does.
 
 Two things differ from the process worker, both forced by running in a thread: signal handlers
 can only be installed by the main thread (the host process keeps its own), and job timeouts use
@@ -25,6 +31,7 @@ import redis as redis_lib
 from rq.timeouts import TimerDeathPenalty
 
 from engine import tasks
+from engine.private_redis import PrivateRedis, find_binary, is_off
 from engine.recovery import Heartbeat, RecoveryConfig
 from engine.settings import Settings
 from engine.worker import ProofroomWorker, make_worker, start_context
@@ -44,6 +51,70 @@ def redis_for(settings: Settings) -> redis_lib.Redis:
         if _fake is None:
             _fake = fakeredis.FakeRedis(server=fakeredis.FakeServer())
         return _fake
+
+
+class ChatRedis:
+    """The Redis a chat process keeps its state in, and whether it survives a restart.
+    :meth:`close` (or leaving the ``with`` block) lets go of the private server."""
+
+    def __init__(
+        self,
+        *,
+        client: redis_lib.Redis,
+        durable: bool,
+        where: str,
+        server: PrivateRedis | None = None,
+    ) -> None:
+        self.client = client
+        self.durable = durable
+        self.where = where  # for the log: where the state is kept
+        self.server = server
+
+    def close(self) -> None:
+        """Leave the private server (stopped when no other process uses it); idempotent."""
+        if self.server is not None:
+            self.server.close()
+
+    def __enter__(self) -> ChatRedis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_chat_redis(settings: Settings) -> ChatRedis:
+    """The Redis of a chat process (``proofroom slack``, ``discord``, ``shell``):
+    ``REDIS_URL``'s; without it the data folder's private ``redis-server``, started here or
+    joined when another chat process on the folder runs it (:mod:`engine.private_redis`);
+    without a ``redis-server`` the in-memory one, announced by a one-line warning that
+    nothing survives a restart. Close it on the way out (also done at exit).
+
+    Raises :class:`~engine.private_redis.PrivateRedisError` (a sentence) when the
+    configured server cannot start."""
+    if settings.redis_url:
+        client = redis_lib.Redis.from_url(settings.redis_url)
+        return ChatRedis(client=client, durable=True, where="REDIS_URL")
+    binary = find_binary(settings.redis_server)
+    if binary is None:
+        why = (
+            "PROOFROOM_REDIS_SERVER=off"
+            if is_off(settings.redis_server)
+            else f"no {settings.redis_server} on PATH"
+        )
+        log.warning(
+            "%s: state kept in memory, nothing (threads, votes, queued jobs) survives a "
+            "restart; install redis-server or set REDIS_URL to keep it",
+            why,
+        )
+        return ChatRedis(client=redis_for(settings), durable=False, where="memory")
+    folder = settings.data_dir / "redis"
+    server = PrivateRedis(binary=binary, folder=folder)
+    client = server.open()
+    where = f"{folder} by a private redis-server, pid {server.pid}"
+    if not server.started:
+        where += ", shared with another chat process"
+    log.info("state kept in %s", where)
+    return ChatRedis(client=client, durable=True, where=where, server=server)
 
 
 class ThreadWorker(ProofroomWorker):

@@ -12,6 +12,8 @@ Keys (all under ``settings.key_prefix``):
 - ``{prefix}:done:{job_id}``: the terminal guard; its value is the terminal kind. Set in the same
   transaction as the terminal event's XADD, so a job retried after a worker crash can never
   publish a second ``done``.
+- ``{prefix}:outcomes``: a hash counting jobs by terminal kind, in the same transaction, so
+  each job is counted once (``proofroom serve``'s ``/metrics``: ``proofroom_jobs_total``).
 
 No torch here: the chat side imports this module.
 """
@@ -53,6 +55,11 @@ class JobEvent(BaseModel):
         return self.kind in TERMINAL_KINDS
 
 
+def outcomes_key(settings: Settings) -> str:
+    """The hash of jobs ended, by terminal kind (``done``, ``failed``, ``cancelled``)."""
+    return f"{settings.key_prefix}:outcomes"
+
+
 class EventStream:
     """Publish and consume :class:`JobEvent` values on the prefix's Redis Stream."""
 
@@ -89,7 +96,8 @@ class EventStream:
                     pipe.multi()
                     pipe.set(guard, event.kind, ex=self.settings.result_ttl_s)
                     pipe.xadd(self.key, self._fields(event), **self._trim())
-                    _, entry_id = pipe.execute()
+                    pipe.hincrby(outcomes_key(self.settings), event.kind, 1)  # /metrics
+                    _, entry_id, _ = pipe.execute()
                     return as_text(entry_id)
                 except redis_lib.WatchError:
                     # Someone else ended the job, or the connection was lost (redis-py then

@@ -22,6 +22,7 @@ from engine.pipelines import LoadedPipeline, PipelineCache
 from engine.prompts import encode_prompts
 from engine.spec import ImageResult, JobResult, JobSpec, Mode, check_limits
 from engine.store import ArtifactNotFoundError, ArtifactStore
+from engine.store.retention import lineage_meta
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -247,7 +248,7 @@ def store_image(
     artifact_id = store.put(
         png,
         suffix=".png",
-        meta={"job_id": spec.id, "index": index, "seed": seed, "model": spec.model},
+        meta=lineage_meta(spec, index=index, seed=seed),
     )
     return ImageResult(
         index=index, seed=seed, artifact_id=artifact_id, width=image.width, height=image.height

@@ -7,7 +7,7 @@ CPU generator, so a solo render of seed + k gives the same image within float ro
 (``render.py`` states the measured tolerance).
 
 Micro-batching. When a worker takes a job from its queue, the jobs waiting in the same
-family's queues that could share its forward pass (:func:`merge_key`: same model, LoRAs and
+pool's queues that could share its forward pass (:func:`merge_key`: same model, LoRAs and
 weights, size, steps, sampler and CFG, all txt2img; prompts and seeds may differ) ride along
 in the same call, each with its own generators, events and thread. Nobody waits for a batch
 to fill: only jobs already waiting are taken. The rule for priorities (:func:`companions`):

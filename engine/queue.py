@@ -1,12 +1,14 @@
 """Enqueue jobs on RQ, and ask about them: place in line, status, cancel, a user's jobs.
 
-Queues. One RQ queue per (priority, model family), named ``{prefix}-{priority}-{family}``, e.g.
-``proofroom-interactive-sd15`` and ``proofroom-bulk-sdxl``. A worker listens on, in this order,
-the interactive queue of each family it serves, then the bulk queue of each; RQ pops from the
-first non-empty queue in the order given, so interactive work always goes first. A worker
-started without ``--family`` serves every family; ``--family sdxl`` serves only the sdxl
-queues (a GPU with room for SDXL, say). The family comes from the catalog entry of the spec's
-model.
+Queues. One RQ queue per (priority, worker pool), named ``{prefix}-{priority}-{pool}``, e.g.
+``proofroom-interactive-sd15`` and ``proofroom-bulk-turbo``. A model's pool is ``pool:`` in
+models.yaml, else its family, so without pools the queues are ``{prefix}-{priority}-{family}``
+as they always were. A worker listens on, in this order, the interactive queue of each pool it
+serves, then the bulk queue of each; RQ pops from the first non-empty queue in the order
+given, so interactive work always goes first. ``proofroom worker`` without ``--pools`` or
+``--family`` serves every pool the catalog knows; ``--pools sdxl,turbo`` and ``--family sd15``
+serve those (together: all of them). Which pools live workers serve, and since when, is
+``engine.pools``.
 
 Ids. The public job id is ``JobSpec.id`` (letters, digits, ``_`` and ``-``, checked by
 ``JobSpec``). The RQ job id is ``{prefix}-{spec.id}`` so that RQ's keys (``rq:job:...``,
@@ -36,7 +38,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from engine.catalog import Catalog, Family
+from engine.catalog import Catalog, Family, check_pool_name
 from engine.events import EventStream, JobEvent
 from engine.model_folders import load_catalog
 from engine.redis_values import as_text
@@ -57,18 +59,28 @@ def rq_prefix(settings: Settings) -> str:
     return _RQ_UNSAFE.sub("-", settings.key_prefix)
 
 
-def queue_name(settings: Settings, priority: str, family: str) -> str:
-    """Name of the RQ queue for ``priority`` jobs of model ``family``."""
-    return f"{rq_prefix(settings)}-{priority}-{family}"
+def queue_name(settings: Settings, priority: str, pool: str) -> str:
+    """Name of the RQ queue for ``priority`` jobs of the models of worker pool ``pool``."""
+    return f"{rq_prefix(settings)}-{priority}-{pool}"
 
 
-def queue_names(settings: Settings, families: list[str] | None = None) -> list[str]:
-    """Queues a worker serving ``families`` (all when ``None``) listens on, in priority order."""
-    chosen = list(families or FAMILIES)
-    unknown = sorted(set(chosen) - set(FAMILIES))
-    if unknown:
-        raise ValueError(f"unknown model family {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
-    return [queue_name(settings, p, f) for p in PRIORITIES for f in chosen]
+def queue_names(settings: Settings, pools: Sequence[str] | None = None) -> list[str]:
+    """Queues a worker serving ``pools`` (the families' when ``None``; ``engine.pools.
+    served_pools`` works out a worker's) listens on, interactive first, each pool once.
+    :class:`ValueError` for a name that cannot be a pool."""
+    chosen = list(dict.fromkeys(pools or FAMILIES))
+    for pool in chosen:
+        check_pool_name(pool)
+    return [queue_name(settings, p, pool) for p in PRIORITIES for pool in chosen]
+
+
+def parse_queue_name(settings: Settings, name: str) -> tuple[str, str] | None:
+    """``(priority, pool)`` of one of this prefix's queues; ``None`` for any other name."""
+    rest = name.removeprefix(f"{rq_prefix(settings)}-")
+    priority, _, pool = rest.partition("-")
+    if rest == name or priority not in PRIORITIES or not pool:
+        return None
+    return priority, pool
 
 
 def rq_job_id(settings: Settings, job_id: str) -> str:
@@ -117,19 +129,19 @@ class JobQueue:
 
     @property
     def catalog(self) -> Catalog:
-        """The catalog that maps a model to its family (loaded on first use)."""
+        """The catalog that maps a model to its pool (loaded on first use)."""
         if self._catalog is None:
             self._catalog = load_catalog(self.settings)
         return self._catalog
 
     def enqueue(self, spec: JobSpec) -> str:
-        """Queue ``spec`` by its priority and model family; publish ``queued`` with its place in
-        line; return the job id (``spec.id``)."""
-        family = self.catalog.model(spec.model).family
-        queue = self._queue(queue_name(self.settings, spec.priority, family))
+        """Queue ``spec`` by its priority and its model's pool; publish ``queued`` with its place
+        in line; return the job id (``spec.id``)."""
+        pool = self.catalog.model(spec.model).pool
+        queue = self._queue(queue_name(self.settings, spec.priority, pool))
         # The queued event goes out before the push so that no worker can publish `started`
         # ahead of it; the place in line is therefore computed, not read back.
-        ahead = sum(self._queue(name).count for name in self._ahead_of(spec.priority, family))
+        ahead = sum(self._queue(name).count for name in self._ahead_of(spec.priority, pool))
         self.events.publish(
             JobEvent(
                 job_id=spec.id,
@@ -210,8 +222,8 @@ class JobQueue:
         return f"{self.settings.key_prefix}:cancel:{job_id}"
 
     def position(self, job_id: str) -> int | None:
-        """Place in line (1 = next to start) among the jobs of its model family, interactive
-        before bulk; ``None`` when the job is not waiting."""
+        """Place in line (1 = next to start) among the jobs of its pool, interactive before
+        bulk; ``None`` when the job is not waiting."""
         return self._position(self._job(job_id))
 
     def _position(self, job: Job | None) -> int | None:
@@ -220,8 +232,10 @@ class JobQueue:
         index = self._queue(job.origin).get_job_position(job.id)
         if index is None:
             return None
-        _, priority, family = job.origin.rsplit("-", 2)
-        ahead = sum(self._queue(name).count for name in self._ahead_of(priority, family))
+        parsed = parse_queue_name(self.settings, job.origin)
+        if parsed is None:  # not one of ours: its own queue is all we know
+            return index + 1
+        ahead = sum(self._queue(name).count for name in self._ahead_of(*parsed))
         return ahead + index + 1
 
     def status(self, job_id: str) -> JobState | None:
@@ -262,9 +276,9 @@ class JobQueue:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _ahead_of(self, priority: str, family: str) -> list[str]:
-        # Interactive jobs of the same family go before bulk ones.
-        return [queue_name(self.settings, "interactive", family)] if priority == "bulk" else []
+    def _ahead_of(self, priority: str, pool: str) -> list[str]:
+        # Interactive jobs of the same pool go before bulk ones.
+        return [queue_name(self.settings, "interactive", pool)] if priority == "bulk" else []
 
     def _queue(self, name: str) -> Queue:
         if name not in self._queues:

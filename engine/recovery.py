@@ -7,7 +7,9 @@ every few minutes, sees it expire (16 min with the default 900 s timeout).
 Here every worker runs a :class:`Heartbeat` thread that
 
 - refreshes ``{prefix}:alive:{worker}`` (TTL ``heartbeat_ttl_s``) every ``interval_s``, also
-  while the main thread renders; and
+  while the main thread renders, and records which pools the worker serves
+  (``engine.pools.PoolDirectory.record_beat``: the bot refuses jobs for a pool that has had no
+  worker for a while); and
 - checks ``{prefix}:running`` (job id -> worker, written by ``engine.tasks.run_job``): a job
   whose worker's alive key has expired is claimed by exactly one live worker (the HDEL that
   removes the entry is the claim) and put back at the front of its queue, spending one of its
@@ -36,6 +38,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
 
 from engine.events import EventStream, JobEvent
 from engine.outage import CONNECTION_ERRORS, Outage
+from engine.pools import PoolDirectory
 from engine.queue import fetch_job, job_spec
 from engine.redis_values import as_text
 from engine.settings import Settings
@@ -84,6 +87,7 @@ class Heartbeat:
         self.config = config
         # The worker's (its client reports there too), so one outage is logged once.
         self.outage = outage or Outage(name=f"heartbeat of {worker_name}", logger=log)
+        self.pools = PoolDirectory(redis=redis, settings=settings)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"heartbeat-{worker_name}", daemon=True
@@ -95,21 +99,24 @@ class Heartbeat:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop beating and drop the alive key (a clean exit is not a crash)."""
+        """Stop beating and drop the alive key and the pools' record of this worker (a clean
+        exit is not a crash; the pools it served stay seen, for a restart to pick up)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.config.interval_s + 5)
         try:
             self.redis.delete(alive_key(self.settings, self.worker_name))
+            self.pools.forget(self.worker_name)
         except CONNECTION_ERRORS:  # stopping while Redis is away: the key expires by itself
             log.warning(
                 "worker %s stopped without Redis; its alive key will expire", self.worker_name
             )
 
     def beat(self) -> None:
-        """Refresh this worker's alive key."""
+        """Refresh this worker's alive key and its record of the pools it serves."""
         ttl_ms = int(self.config.heartbeat_ttl_s * 1000)
         self.redis.set(alive_key(self.settings, self.worker_name), "1", px=ttl_ms)
+        self.pools.record_beat(worker=self.worker_name, ttl_s=self.config.heartbeat_ttl_s)
 
     def _run(self) -> None:
         while not self._stop.wait(self.config.interval_s):
@@ -135,6 +142,7 @@ def recover_abandoned(*, redis: redis_lib.Redis, settings: Settings) -> list[str
             continue  # another live worker claimed it first
         log.warning("worker %s died under job %s; recovering it", worker, job_id)
         _forget_worker(redis, worker)
+        PoolDirectory(redis=redis, settings=settings).forget(worker)
         if requeue(redis=redis, settings=settings, job_id=job_id, spend_retry=True):
             recovered.append(job_id)
     return recovered

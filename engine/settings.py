@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "PROOFROOM_REDIS_URL")
     )
+    # Without REDIS_URL the chat processes keep their state in a redis-server of their own
+    # under <data_dir>/redis (engine.private_redis): this binary, a name looked up on PATH
+    # or a path; "off": in memory, nothing survives a restart.
+    redis_server: str = "redis-server"
     key_prefix: str = "proofroom"
     templates_dir: Path = REPO_ROOT / "templates"
     data_dir: Path = Path("data")
@@ -88,6 +92,11 @@ class Settings(BaseSettings):
     # left unacknowledged this long ago (a bot renamed, or one of two replicas gone), so
     # no job's result is stranded under a consumer name nobody uses any more.
     event_claim_idle_s: float = Field(default=60.0, ge=0)
+    # A job for a worker pool (engine.pools) that no worker has served for this long is
+    # refused at once, naming its model; within it, it is queued and waits. Counted from the
+    # bot's start too, so a bot started before its workers refuses nothing. Longer than a
+    # heartbeat's TTL plus a worker's restart (model load included).
+    pool_grace_s: float = Field(default=300.0, ge=0)
     progress_interval_s: float = 0.25
     # LoRA adapters kept loaded per pipeline; beyond it the least recently used is deleted.
     lora_adapter_cap: int = Field(default=8, ge=1)
@@ -95,6 +104,24 @@ class Settings(BaseSettings):
     # Jobs waiting in the queues that can share a job's forward pass ride along in its
     # pipeline call (engine.merging); off: every job gets calls of its own.
     micro_batching: bool = True
+    # Where images and attached inputs live (engine.store): "local", files under
+    # <data_dir>/artifacts (one host, or a volume every host mounts); "s3", a bucket of an
+    # S3-compatible store (AWS S3, MinIO, R2) that every host reaches. Credentials: boto3's
+    # chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role).
+    store: Literal["local", "s3"] = "local"
+    s3_bucket: str = ""
+    s3_prefix: str = ""  # keys <prefix><yyyy-mm-dd>/<id>: one bucket for several deployments
+    s3_endpoint_url: str | None = None  # MinIO, R2...; None: AWS
+    s3_public_endpoint_url: str | None = None  # the host signed URLs name, when it differs
+    s3_region: str | None = None
+    # `proofroom store prune` removes artifacts older than this many days, except approved
+    # images and what they need to be rendered again; 0 keeps everything.
+    retention_days: int = Field(default=0, ge=0)
+    # How long a signed download URL of an S3 artifact works (at most a week).
+    signed_url_expires_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    # Port of a worker's Prometheus endpoint (render seconds, engine/metrics.py); None: off.
+    # `proofroom worker --metrics-port` overrides it.
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @property
     def artifacts_dir(self) -> Path:

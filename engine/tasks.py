@@ -38,6 +38,7 @@ from rq.timeouts import JobTimeoutException
 from engine.errors import CancelledError, UserError, internal_message
 from engine.events import EventStream, JobEvent
 from engine.merging import CallCounters
+from engine.metrics import observe_render
 from engine.outage import Outage
 from engine.queue import JobQueue
 from engine.reloads import CatalogReloads
@@ -192,12 +193,14 @@ def _render(ctx: WorkerContext, members: list[Member]) -> None:
         )
         for member, lifeline, note in zip(members, lifelines, notes, strict=True)
     ]
+    started = time.monotonic()
     try:
         outcomes: list[Any] = render_group(
             requests, cache=ctx.cache, store=ctx.store, catalog=ctx.catalog, counters=ctx.counters
         )
     except Exception as exc:  # nothing rendered: the model, say, could not be loaded
         outcomes = [exc] * len(members)
+    observe_render(model=members[0].spec.model, seconds=time.monotonic() - started)
     ctx.counters.merged += len(members) - 1
     for member, outcome, lifeline, note in zip(members, outcomes, lifelines, notes, strict=True):
         try:

@@ -2,7 +2,8 @@
 
 It is an RQ ``SimpleWorker`` (jobs run in this process, no fork per job) so pipelines stay warm
 in the ``PipelineCache`` and CUDA is never used after a fork. At start it preloads
-``settings.default_model``. It listens on the interactive queue of each family it serves, then
+``settings.default_model``. It listens on the interactive queue of each worker pool it serves
+(``--pools sdxl,turbo``, ``--family sd15``; neither: every pool, see ``engine.pools``), then
 the bulk ones (see ``engine.queue``).
 
 Stopping: the first SIGTERM/SIGINT lets the current job finish, then exits; a second one stops
@@ -23,7 +24,8 @@ Observability: ``{prefix}:worker:{name}:stats`` is a hash with ``jobs`` (jobs ru
 (model loads in total), ``loads:{model}``, ``pid``, and what the pipeline calls did: ``calls``,
 ``images``, ``merged`` (jobs that rode along in another job's calls) and ``busy_s`` (seconds
 inside the pipeline); ``compiles`` and ``compile_s`` (``PROOFROOM_COMPILE_UNET``). Tests, the
-bench and operators read it from outside the process.
+bench and operators read it from outside the process. ``--metrics-port N`` serves Prometheus
+metrics of this process (the render-seconds histogram, ``engine/metrics.py``).
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 from engine import companions
 from engine.logs import configure_logging
 from engine.merging import CallCounters
+from engine.metrics import MetricsServer
 from engine.outage import CONNECTION_ERRORS, Outage, patient_redis
+from engine.pools import served_pools
 from engine.queue import FAMILIES, JobQueue, queue_names, rq_prefix
 from engine.recovery import Heartbeat, RecoveryConfig, requeue
 from engine.settings import Settings, get_settings
@@ -213,11 +217,16 @@ def make_worker(
     name: str | None = None,
     worker_class: type[W] = ProofroomWorker,  # type: ignore[assignment]
     outage: Outage | None = None,
+    pools: list[str] | None = None,
 ) -> W:
-    """An RQ worker on the queues of ``families`` (all when ``None``), interactive first;
+    """An RQ worker on the queues of the pools of ``families`` and ``pools`` (every pool of
+    the catalog when neither is given; ``engine.pools.served_pools``), interactive first;
     ``outage`` is where its client (``engine.outage.patient_redis``) reports outages."""
+    from engine.model_folders import load_catalog
+
+    serves = served_pools(catalog=load_catalog(settings), families=families, pools=pools)
     worker = worker_class(
-        queue_names(settings, families),
+        queue_names(settings, serves),
         name=name or worker_name(settings),
         connection=redis,
         serializer=JSONSerializer,
@@ -236,6 +245,7 @@ def start_context(
     preload: bool = True,
     families: list[str] | None = None,
     outage: Outage | None = None,
+    pools: list[str] | None = None,
 ) -> WorkerContext:
     """Set up what every job shares (warm cache, store, catalog), preload the default model
     when this worker serves its family, and install it all for ``engine.tasks.run_job``."""
@@ -249,7 +259,8 @@ def start_context(
     counters = CallCounters()
     stats = WorkerStats(redis=redis, settings=settings, name=name, cache=cache, counters=counters)
     default = catalog.model(settings.default_model)
-    if preload and (families is None or default.family in families):
+    serves = served_pools(catalog=catalog, families=families, pools=pools, warn=False)
+    if preload and default.pool in serves:
         log.info("preloading %s", default.name)
         cache.acquire(default)
     context = WorkerContext(
@@ -331,7 +342,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         choices=FAMILIES,
         dest="families",
-        help="serve only this model family's queues (repeatable; default: all)",
+        help="serve this model family's pool (repeatable; with neither this nor --pools: "
+        "every pool)",
+    )
+    parser.add_argument(
+        "--pools",
+        action="append",
+        type=_pool_list,
+        metavar="POOL,POOL",
+        help="serve these worker pools (`pool:` in models.yaml; a model without one is in "
+        "its family's pool); adds to --family",
     )
     parser.add_argument("--name", help="worker name (default: prefix-host-pid-random)")
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
@@ -351,6 +371,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=RecoveryConfig.interval_s,
         help="seconds between heartbeats and checks for dead workers' jobs (default %(default)s)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics (render seconds) on this port "
+        "(default PROOFROOM_WORKER_METRICS_PORT; unset: off)",
+    )
+
+
+def _pool_list(text: str) -> list[str]:
+    """``--pools sdxl,turbo``: the names, each checked (argparse reports the error)."""
+    from engine.catalog import check_pool_name
+
+    try:
+        names = [check_pool_name(name.strip()) for name in text.split(",") if name.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one pool, e.g. --pools sdxl,turbo")
+    return names
+
+
+def _flat(lists: list[list[str]] | None) -> list[str] | None:
+    """``--pools a,b --pools c`` -> ``[a, b, c]``; ``None`` when not given."""
+    return [name for names in lists for name in names] if lists else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -363,6 +407,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    port = settings.worker_metrics_port if args.metrics_port is None else args.metrics_port
+    try:
+        metrics = MetricsServer(port=port) if port is not None else None
+    except OSError as exc:
+        print(f"cannot serve metrics on port {port} ({exc}); choose another", file=sys.stderr)
+        return 2
     name = args.name or worker_name(settings)
     outage = Outage(name=f"worker {name}", logger=log)
     redis = patient_redis(settings.redis_url, outage=outage)
@@ -373,6 +423,7 @@ def run(args: argparse.Namespace) -> int:
         name=name,
         worker_class=ProofroomWorker,
         outage=outage,
+        pools=_flat(args.pools),
     )
     config = RecoveryConfig(heartbeat_ttl_s=args.heartbeat_ttl, interval_s=args.heartbeat_interval)
     heartbeat = Heartbeat(
@@ -387,6 +438,7 @@ def run(args: argparse.Namespace) -> int:
             preload=not args.no_preload,
             families=args.families,
             outage=outage,
+            pools=_flat(args.pools),
         )
         log.info(
             "worker %s (pid %d) serving %s; warm: %s",
@@ -407,6 +459,8 @@ def run(args: argparse.Namespace) -> int:
         return 1 if getattr(worker, "_forced", False) else 0
     finally:
         heartbeat.stop()
+        if metrics is not None:
+            metrics.stop()
         configure(None)
         log.info("worker %s stopped", worker.name)
 

@@ -5,8 +5,9 @@ One thread per batch: a header, one progress message edited in place (rows done 
 failures, ETA), then each row's images (one job per row, ``count`` = variations) so they
 stay grouped and each can be reviewed by reaction as any other image. Jobs go to the
 ``bulk`` queue so single ``/imagine`` requests stay fast. Everything is validated before
-the first job is queued, and a failure while queueing cancels what was queued: no batch is
-ever half-enqueued. State lives in Redis (``bot.batch.state``).
+the first job is queued (that the rows' models have workers too, ``bot.jobs.routing``: a
+batch for a model no worker renders is refused whole), and a failure while queueing cancels
+what was queued: no batch is ever half-enqueued. State lives in Redis (``bot.batch.state``).
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ class BatchDesk:
         if word == "status" and len(rest) <= 2:
             return self.status(event, rest[1].value if len(rest) == 2 else None)
         if word == "retry" and len(rest) <= 2:
-            return self.retry(event, rest[1].value if len(rest) == 2 else None)
+            try:
+                return self.retry(event, rest[1].value if len(rest) == 2 else None)
+            except UserError as exc:  # e.g. no worker renders the rows' model any more
+                return texts.escape(exc.message)
         if self.resolver.catalog.is_template(word) or _csv(event) is not None:
             try:
                 return self.start(event, " ".join(t.raw for t in rest))
@@ -109,6 +113,8 @@ class BatchDesk:
             max_rows=self.max_rows,
             requested_by=requester_key(event.platform, event.user),
         )
+        # Once for the whole batch, before anything is posted or queued.
+        waiting = self.resolver.route(item.spec.model for item in planned)
         batch_id = new_batch_id()
         images = len(planned) * variations
         thread = self.adapter.post(
@@ -136,8 +142,8 @@ class BatchDesk:
         self._show_progress(batch_id)
         return (
             f"Queued batch `{batch_id}`: {len(planned)} rows \u00d7 {variations} = {images} "
-            "images on the bulk queue. Progress and images are in the thread; "
-            f"`/imagine batch status {batch_id}` sends the manifest."
+            f"images on the bulk queue{', ' + waiting if waiting else ''}. Progress and images "
+            f"are in the thread; `/imagine batch status {batch_id}` sends the manifest."
         )
 
     def status(self, event: CommandEvent, batch_id: str | None) -> str:
@@ -166,6 +172,7 @@ class BatchDesk:
                 continue
             spec = reseeded(record.spec, limits=self.resolver.limits, parent=job_id)
             planned.append((number, spec))
+        waiting = self.resolver.route(spec.model for _, spec in planned)
         # A new generation: the manifest is posted again once the re-runs end.
         self.batches.next_generation(batch_id)
         for number, spec in planned:
@@ -174,6 +181,7 @@ class BatchDesk:
         return (
             f"Re-running {len(planned)} row(s) of batch `{batch_id}` with new seeds: "
             + ", ".join(str(n) for n, _ in planned)
+            + (f"; {waiting}" if waiting else "")
             + "."
         )
 

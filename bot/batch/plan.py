@@ -2,7 +2,9 @@
 
 Shared by the chat desk (``bot.batch.desk``) and the CLI twin (``proofroom batch``), so a
 file that passes here is the same file everywhere. Every row is resolved before
-anything is queued, and every problem is reported with its row number.
+anything is queued, and every problem is reported with its row number. Whether the rows'
+models have workers is checked once for the whole batch by the caller
+(``JobResolver.route``), not row by row.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def plan_batch(
             spec = resolver.resolve(
                 _row_request(request, row, position=position, variations=variations),
                 requested_by=requested_by,
+                route=False,
             ).spec
         except UserError as exc:
             problems.append(f"row {row.number}: {exc.message}")

@@ -76,7 +76,9 @@ class CalendarDesk:
         return self.scheduler.tick()
 
     def post_week(self, run: WeekRun) -> None:
-        """Open the week's thread and queue its images (bulk priority)."""
+        """Open the week's thread and queue its images (bulk priority). A theme whose model
+        no worker has rendered for a while is not posted (``bot.jobs.routing``): the
+        scheduler tries again on its next tick, within the catch-up window."""
         calendar, theme = run.calendar, run.theme
         request = ImagineRequest(
             template=theme.template,

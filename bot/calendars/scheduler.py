@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.calendars.model import Calendar, WeekRun, run_for
 from bot.calendars.state import CalendarState
+from engine.errors import UserError
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -101,6 +102,15 @@ class CalendarScheduler:
             return False
         try:
             posted = action(run)
+        except UserError as exc:  # e.g. no worker renders its model (bot.jobs.routing)
+            self.state.release(calendar.name, what)
+            log.warning(
+                "calendar %s %s not posted: %s; will retry on the next tick",
+                calendar.name,
+                what,
+                exc.message,
+            )
+            return False
         except Exception:
             # Release the claim so the next tick tries again instead of losing the week.
             self.state.release(calendar.name, what)

@@ -18,7 +18,9 @@ def models_text(catalog: Catalog) -> str:
     """``/imagine models``: the models, the ControlNets, and the model files not listed."""
     lines = ["Models (`--model NAME`):"]
     lines += [
-        f"\u2022 `{escape(m.name)}` ({m.family}, {m.width}x{m.height}, {m.steps} steps)"
+        f"\u2022 `{escape(m.name)}` ({m.family}"
+        + (f", workers `{m.pool}`" if m.pool != m.family else "")
+        + f", {m.width}x{m.height}, {m.steps} steps)"
         + (f": {m.description}" if m.description else "")
         for m in catalog.models.values()
     ]

@@ -8,6 +8,7 @@ from bot.grammar.flags import FLAGS
 from bot.grammar.parse import MetaCommand
 from bot.jobs.delivery import spec_summary
 from bot.jobs.listings import embeddings_text, loras_text, models_text
+from bot.jobs.routing import Routing
 from bot.ports import VOTE_EMOJI, CommandEvent, requester_key
 from bot.state import BotState
 from bot.texts import escape
@@ -25,8 +26,10 @@ def answer(
     queue: JobQueue,
     state: BotState,
     may_cancel_any: bool,
+    routing: Routing | None = None,
 ) -> str:
-    """The reply to ``command`` from the user of ``event``."""
+    """The reply to ``command`` from the user of ``event``; ``routing`` says which queued
+    jobs wait for a worker (``bot.jobs.routing``)."""
     if command.name == "help":
         return template_help(command.argument, catalog) if command.argument else help_text()
     if command.name == "templates":
@@ -38,7 +41,7 @@ def answer(
     if command.name == "embeddings":
         return embeddings_text(catalog)
     if command.name == "status":
-        return status_text(event, queue)
+        return status_text(event, queue, routing=routing)
     if command.name == "cancel":
         return cancel(
             command.argument or "",
@@ -99,14 +102,20 @@ def template_help(name: str, catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
-def status_text(event: CommandEvent, queue: JobQueue) -> str:
-    """``/imagine status``: the user's queued and running jobs."""
+def status_text(event: CommandEvent, queue: JobQueue, *, routing: Routing | None = None) -> str:
+    """``/imagine status``: the user's queued and running jobs; a queued job whose model's
+    pool no live worker serves says it waits for one."""
     jobs = queue.jobs_for(requester_key(event.platform, event.user))
     if not jobs:
         return "You have no jobs waiting or rendering."
+    shown = jobs[:MAX_LISTED]
+    queued = [info.spec.model for info in shown if info.position and info.spec.model]
+    idle = routing.idle(m for m in queued if m in routing.catalog.models) if routing else {}
     lines = ["Your jobs:"]
-    for info in jobs[:MAX_LISTED]:
+    for info in shown:
         where = f"queued, place {info.position}" if info.position else "rendering"
+        if info.position and info.spec.model in idle:
+            where += f", waiting for a worker that serves `{idle[info.spec.model]}`"
         lines.append(f"\u2022 `{info.job_id}` {where}: {spec_summary(info.spec)}")
     return "\n".join(lines)
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Iterable
 
-from engine.catalog import Catalog
+from engine.catalog import Catalog, ModelEntry
 from engine.model_folders import load_catalog
 from engine.settings import get_settings
 
@@ -36,9 +36,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def listing(catalog: Catalog) -> str:
-    """The catalog as aligned text: name, family, source per entry; then the problems."""
+    """The catalog as aligned text: name, family (and worker pool), source per entry; then
+    the problems."""
     sections = [
-        _section("Models", ((m.name, m.family, m.source) for m in catalog.models.values())),
+        _section("Models", ((m.name, _family(m), m.source) for m in catalog.models.values())),
         _section(
             "LoRAs", ((e.name, "/".join(e.families), e.source) for e in catalog.loras.values())
         ),
@@ -55,6 +56,11 @@ def listing(catalog: Catalog) -> str:
     else:
         sections.append("Files that cannot be used: none")
     return "\n\n".join(sections)
+
+
+def _family(model: ModelEntry) -> str:
+    """``sd2`` or, for a model with a worker pool of its own, ``sd2 pool:turbo``."""
+    return model.family if model.pool == model.family else f"{model.family} pool:{model.pool}"
 
 
 def _section(title: str, rows: Iterable[tuple[str, str, str]]) -> str:

@@ -3,16 +3,19 @@
 Precedence for every setting: the command's flag, then the template, then the model's
 catalog entry (then the bot's defaults). Resolving here, in the chat process, means a user
 hears about a typo or a limit before anything is queued; the worker checks the spec again.
+So does a model that no worker renders (``bot.jobs.routing``): refused here, or resolved with
+the sentence saying the job will wait for a worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.grammar.parse import ImagineRequest, size_for_aspect
 from bot.jobs.inputs import JobInputs, check_inputs, sort_inputs, store_fields, store_inputs
+from bot.jobs.routing import Routing
 from bot.ports import Attachment
 from bot.settings import BotSettings
 from engine.catalog import Catalog, ModelEntry
@@ -32,16 +35,20 @@ NOT_YET = {
 
 @dataclass(frozen=True)
 class ResolvedJob:
-    """A validated spec and, with attached images, those images as the job will see them."""
+    """A validated spec and, with attached images, those images as the job will see them;
+    ``waiting``: the sentence saying it will wait for a worker (``bot.jobs.routing``)."""
 
     spec: JobSpec
     inputs: PreparedInputs | None = None
+    waiting: str | None = None
 
 
 class JobResolver:
     """Specs for requests with this process's defaults, worked out once at start (the default
     model and image count from the bot's settings, the limits from the engine's), so a desk
-    that queues jobs holds this instead of both settings objects."""
+    that queues jobs holds this instead of both settings objects. ``routing``: whether a
+    model has workers (``None``: the embedded default, or a command line, which checks none).
+    """
 
     def __init__(
         self,
@@ -50,8 +57,10 @@ class JobResolver:
         settings: Settings,
         bot_settings: BotSettings,
         store: ArtifactStore | None = None,
+        routing: Routing | None = None,
     ) -> None:
         self.catalog = catalog
+        self.routing = routing
         self.settings = settings
         self.limits = settings.limits
         self.default_model = bot_settings.model_name(settings)
@@ -64,12 +73,14 @@ class JobResolver:
         *,
         requested_by: str,
         attachments: Sequence[Attachment] = (),
+        route: bool = True,
     ) -> ResolvedJob:
         """The spec for ``request``; :class:`UserError` with a sentence for the user.
 
         Attached images make an img2img, inpaint or ControlNet job (``bot.jobs.inputs``); they
         are checked like the worker will check them and then put in the store, and the spec
-        carries their artifact ids.
+        carries their artifact ids. ``route``: check that its model has workers (a desk that
+        resolves many jobs checks them all at once with :meth:`route` instead).
         """
         for name in request.flags:
             raise UserError(
@@ -146,9 +157,18 @@ class JobResolver:
             # Every other check first, with stand-in ids, so a refused command stores nothing.
             stand_ins = dict.fromkeys(store_fields(inputs), STAND_IN_ID)
             new_spec(limits=self.limits, seed=request.seed, **fields, **stand_ins)
+            waiting = self.route([model.name]) if route else None  # last: it asks Redis
             fields |= store_inputs(inputs, store=self.store, requested_by=requested_by)
-            return ResolvedJob(new_spec(limits=self.limits, seed=request.seed, **fields), prepared)
-        return ResolvedJob(new_spec(limits=self.limits, seed=request.seed, **fields))
+            spec = new_spec(limits=self.limits, seed=request.seed, **fields)
+            return ResolvedJob(spec, prepared, waiting)
+        spec = new_spec(limits=self.limits, seed=request.seed, **fields)
+        return ResolvedJob(spec, None, self.route([model.name]) if route else None)
+
+    def route(self, models: Iterable[str]) -> str | None:
+        """Before jobs on ``models`` are queued: the sentence saying they will wait for a
+        worker, or ``None``; :class:`~bot.jobs.routing.NoWorkerError` when a model's pool has
+        had no worker within the grace window (``bot.jobs.routing``). Without routing: None."""
+        return self.routing.check(models) if self.routing is not None else None
 
 
 def _image_fields(

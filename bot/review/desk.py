@@ -12,7 +12,9 @@ Rules (``BotSettings`` / :class:`bot.settings.ReviewPolicy`):
   image when ``auto_rerender_rejected`` is on.
 
 A reaction that does not count changes nothing; its author is told why once per thread.
-Every reaction is written to the audit log, counted or not.
+Every reaction is written to the audit log, counted or not. An exported image, and an
+approval taken back, are also told to ``approvals`` when one is given (the webhook outbox,
+``bot.webhooks``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot import texts
 from bot.ports import ChatAdapter, MessageRef, ReactionEvent, Vote
@@ -43,6 +45,15 @@ class Resubmit(Protocol):
     def __call__(self, spec: JobSpec, *, image: ImageRecord, requester: str, auto: bool) -> str: ...
 
 
+class Approvals(Protocol):
+    """Told of each image exported on approval (with its sidecar's content) and of each
+    approval taken back; both may be told more than once for one image."""
+
+    def approved(self, image: ImageRecord, *, metadata: dict[str, Any]) -> None: ...
+
+    def withdrawn(self, image: ImageRecord) -> None: ...
+
+
 class ReviewDesk:
     """Turns reactions into votes, decisions, exports and re-renders."""
 
@@ -56,6 +67,7 @@ class ReviewDesk:
         export_dir: Path,
         limits: Limits,
         resubmit: Resubmit,
+        approvals: Approvals | None = None,
     ) -> None:
         self.adapter = adapter
         self.state = state
@@ -64,6 +76,7 @@ class ReviewDesk:
         self.export_dir = export_dir
         self.limits = limits
         self.resubmit = resubmit
+        self.approvals = approvals
 
     def handle_reaction(self, event: ReactionEvent) -> None:
         """Apply one reaction added or removed on any message (others are ignored)."""
@@ -198,6 +211,8 @@ class ReviewDesk:
                     for p in json.loads(self.state.image_field(image.message, "export") or "[]")
                 ]
             )
+            if self.approvals is not None:
+                self.approvals.withdrawn(image)
         if new == "approved":
             png, _ = self._export(image, approvers)
             self._say(image, texts.approved(image, approvers=approvers, filename=png.name))
@@ -223,6 +238,10 @@ class ReviewDesk:
         )
         self.state.set_image_field(image.message, "export", json.dumps([str(p) for p in paths]))
         log.info("exported image %s of job %s to %s", image.index, image.job_id, paths[0])
+        if self.approvals is not None:
+            # On every export, not only the first: queuing is idempotent, and a queuing that
+            # failed (Redis away) is made good by the image's next vote.
+            self.approvals.approved(image, metadata=json.loads(paths[1].read_text()))
         return paths
 
     def _say(self, image: ImageRecord, text: str) -> None:
@@ -249,4 +268,4 @@ def thread_of(image: ImageRecord) -> MessageRef:
     return MessageRef(message.platform, message.channel, message.thread_id, None)
 
 
-__all__ = ["ReviewDesk", "Vote", "rerender_spec", "thread_of"]
+__all__ = ["Approvals", "ReviewDesk", "Vote", "rerender_spec", "thread_of"]

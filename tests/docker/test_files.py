@@ -47,7 +47,7 @@ from tests.docker.reading import (
 COMPOSE_FILE = DOCKER_DIR / "compose.yaml"
 DOCKERFILES = sorted(p for p in DOCKER_DIR.glob("Dockerfile.*") if p.suffix != ".dockerignore")
 # Services that run the project (the others are Redis and the dashboard).
-PROOFROOM_SERVICES = ("worker", "slack", "discord")
+PROOFROOM_SERVICES = ("worker", "slack", "discord", "serve")
 # Packages of the worker side; none may reach the chat image.
 WORKER_PACKAGES = frozenset(
     {"torch", "torchvision", "diffusers", "transformers", "accelerate", "peft", "xformers"}
@@ -443,6 +443,9 @@ def test_health_checks_check_what_the_container_runs(services):
         subcommand = command_of(service)[1]
         if subcommand == "worker":
             assert args.role == "worker", name
+        elif subcommand == "serve":  # the service's own /healthz, on the port it listens on
+            port = command_of(service)[command_of(service).index("--port") + 1]
+            assert (args.role, args.url) == ("http", f"http://127.0.0.1:{port}/healthz"), name
         else:
             assert (args.role, args.platform) == ("bot", subcommand), name
     for image, expected in (("bot", ["bot", "slack"]), ("worker", ["worker"])):

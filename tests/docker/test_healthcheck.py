@@ -120,3 +120,24 @@ def test_no_redis_url_is_unhealthy(settings, tmp_path):
     )
     assert done.returncode == 1
     assert "REDIS_URL is not set" in done.stderr
+
+
+def test_the_service_is_healthy_while_its_url_answers_200(redis, settings, tmp_path):
+    from bot.serve.service import HttpService
+
+    service = HttpService(
+        settings=settings, redis=redis, host="127.0.0.1", port=0, known_pools=frozenset
+    ).start()
+    try:
+        done = run_check("http", service.url + "/healthz", settings=settings, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "answered 200" in done.stdout
+        # /readyz without a worker: 503, which the check reports.
+        done = run_check("http", service.url + "/readyz", settings=settings, cwd=tmp_path)
+        assert done.returncode == 1
+        assert "answered 503" in done.stderr
+    finally:
+        service.close()
+    done = run_check("http", service.url + "/healthz", settings=settings, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "does not answer" in done.stderr

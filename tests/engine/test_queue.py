@@ -63,8 +63,15 @@ def test_queues_are_per_priority_and_family_interactive_first(queue: JobQueue) -
         f"{prefix}-bulk-sdxl",
     ]
     assert queue_names(settings, ["sdxl"]) == [f"{prefix}-interactive-sdxl", f"{prefix}-bulk-sdxl"]
-    with pytest.raises(ValueError, match="unknown model family"):
-        queue_names(settings, ["sd3"])
+    # A family is a pool (the pool of its models that name none); any pool name is a queue.
+    assert queue_names(settings, ["turbo", "sd15"]) == [
+        f"{prefix}-interactive-turbo",
+        f"{prefix}-interactive-sd15",
+        f"{prefix}-bulk-turbo",
+        f"{prefix}-bulk-sd15",
+    ]
+    with pytest.raises(ValueError, match="not valid"):
+        queue_names(settings, ["Turbo XL"])
 
     xl = tiny_spec(model="tiny-xl", priority="bulk")
     queue.enqueue(xl)

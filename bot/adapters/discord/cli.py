@@ -31,8 +31,9 @@ from bot.adapters.discord.app import ProofroomDiscord
 from bot.adapters.discord.settings import DiscordSettings
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.embedded import redis_for, worker_if_needed
+from engine.embedded import open_chat_redis, worker_if_needed
 from engine.model_folders import load_catalog
+from engine.private_redis import PrivateRedisError
 from engine.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -93,14 +94,19 @@ def serve(*, discord_settings: DiscordSettings, embedded_worker: bool) -> int:
         log.error("%s", exc)
         return 2
     settings = get_settings()
-    redis = redis_for(settings)
+    try:
+        store = open_chat_redis(settings)
+    except PrivateRedisError as exc:
+        log.error("%s", exc)
+        return 2
+    redis = store.client
     client = build_bot(
         settings=settings,
         discord_settings=discord_settings,
         bot_settings=BotSettings(),
         redis=redis,
     )
-    with worker_if_needed(settings=settings, redis=redis, wanted=embedded_worker):
+    with store, worker_if_needed(settings=settings, redis=redis, wanted=embedded_worker):
         # log_handler=None: `proofroom` already configured logging. The token is never logged.
         try:
             client.run(token, log_handler=None)

@@ -33,6 +33,8 @@ class DiscordSettings(BaseSettings):
     token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "PROOFROOM_DISCORD_TOKEN")
     )
+    # Discord's REST API, where `proofroom doctor` checks the token (a local fake in tests).
+    api_url: str = "https://discord.com/api/v10"
     # The application's id ("client id"): needed for the invite URL. The running bot
     # learns it at login, so it is optional there.
     application_id: int | None = Field(

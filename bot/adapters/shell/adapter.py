@@ -5,6 +5,10 @@ with a number (``[#2]``) that ``:react 2 approve`` refers to. On a terminal, an 
 last line (the progress bar) rewrites it in place; elsewhere (a script, a pipe) every edit
 is printed as a new line so the transcript shows the progress.
 
+Message ids and image numbers come from a :class:`ShellMemory`: this session's
+(:class:`SessionMemory`, the default), or ``proofroom shell``'s in Redis
+(``bot.adapters.shell.state``), where they go on across sessions.
+
 Text from users reaches the terminal without control characters: an escape sequence in a
 prompt could otherwise clear the screen, move the cursor or retitle the window.
 """
@@ -15,7 +19,7 @@ import itertools
 import re
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from bot.ports import MessageRef
 from bot.texts import unescape
@@ -36,17 +40,72 @@ _CONTROLS = re.compile(
 )
 
 
+class ShellMemory(Protocol):
+    """Where the shell's message ids and image numbers come from."""
+
+    def next_id(self) -> str:
+        """A message id not used before."""
+        ...
+
+    def remember(self, message: MessageRef) -> None:
+        """Keep ``message`` for :meth:`message`."""
+        ...
+
+    def message(self, message_id: str) -> MessageRef | None:
+        """A message remembered under that id."""
+        ...
+
+    def number_image(self, message: MessageRef) -> int:
+        """Number a votable image; returns its number."""
+        ...
+
+    def image(self, number: int) -> MessageRef | None:
+        """The image of that number."""
+        ...
+
+
+class SessionMemory:
+    """Ids and numbers of this session only (in process memory)."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._messages: dict[str, MessageRef] = {}
+        self._images: list[MessageRef] = []
+
+    def next_id(self) -> str:
+        """``s1``, ``s2``..."""
+        return f"s{next(self._ids)}"
+
+    def remember(self, message: MessageRef) -> None:
+        """Keep ``message`` for :meth:`message`."""
+        self._messages[message.id] = message
+
+    def message(self, message_id: str) -> MessageRef | None:
+        """A message of this session."""
+        return self._messages.get(message_id)
+
+    def number_image(self, message: MessageRef) -> int:
+        """The next number."""
+        self._images.append(message)
+        return len(self._images)
+
+    def image(self, number: int) -> MessageRef | None:
+        """The image of that number, if this session showed one."""
+        return self._images[number - 1] if 0 < number <= len(self._images) else None
+
+
 class ShellAdapter:
-    """Prints posts, edits, uploads and notices to ``out``; saves images under ``image_dir``."""
+    """Prints posts, edits, uploads and notices to ``out``; saves images under ``image_dir``.
+    ``images`` and ``messages`` are this session's; ``memory`` may know earlier ones."""
 
     platform = PLATFORM
 
-    def __init__(self, *, out: TextIO, image_dir: Path) -> None:
+    def __init__(self, *, out: TextIO, image_dir: Path, memory: ShellMemory | None = None) -> None:
         self.out = out
         self.image_dir = image_dir
+        self.memory: ShellMemory = memory or SessionMemory()
         self.images: list[MessageRef] = []
         self.messages: dict[str, MessageRef] = {}
-        self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._last: str | None = None  # id of the message printed last
         self._tty = bool(getattr(out, "isatty", lambda: False)())
@@ -61,8 +120,7 @@ class ShellAdapter:
     ) -> MessageRef:
         """Print a message (indented when it is in a thread)."""
         with self._lock:
-            ref = MessageRef(PLATFORM, channel, f"s{next(self._ids)}", thread)
-            self.messages[ref.id] = ref
+            ref = self._new_ref(channel=channel, thread=thread)
             self._print(self._format(ref, text), ref.id)
             return ref
 
@@ -92,12 +150,11 @@ class ShellAdapter:
             self.image_dir.mkdir(parents=True, exist_ok=True)
             path = self.image_dir / Path(filename).name  # names come from the bot; stay inside
             path.write_bytes(data)
-            ref = MessageRef(PLATFORM, channel, f"s{next(self._ids)}", thread)
-            self.messages[ref.id] = ref
+            ref = self._new_ref(channel=channel, thread=thread)
             label = ""
             if votable:
                 self.images.append(ref)
-                label = f"[#{len(self.images)}] "
+                label = f"[#{self.memory.number_image(ref)}] "
             self._print(self._format(ref, f"{label}{text}\n    {path}"), ref.id)
             return ref
 
@@ -115,9 +172,14 @@ class ShellAdapter:
         """The message ``#N``/``N`` (image number) or ``sN`` (message id) names."""
         key = token.lstrip("#")
         if _IMAGE_NUMBER.fullmatch(key):
-            number = int(key)
-            return self.images[number - 1] if 0 < number <= len(self.images) else None
-        return self.messages.get(token)
+            return self.memory.image(int(key))
+        return self.memory.message(token)
+
+    def _new_ref(self, *, channel: str, thread: str | None) -> MessageRef:
+        ref = MessageRef(PLATFORM, channel, self.memory.next_id(), thread)
+        self.memory.remember(ref)
+        self.messages[ref.id] = ref
+        return ref
 
     def _format(self, ref: MessageRef, text: str) -> str:
         text = _plain(text)

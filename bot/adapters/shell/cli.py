@@ -2,8 +2,10 @@
 
 Type ``/imagine ...`` and the thread grows below it (job card, progress bar, image paths);
 ``:react 2 approve`` votes on image #2. Without ``REDIS_URL`` everything runs in this
-process: an in-memory Redis and a worker thread on the tiny model. ``--script FILE`` (or
-lines on a non-terminal stdin) runs a session unattended, as ``make demo`` does.
+process: a worker thread on the tiny model, and the state in the data folder's private
+``redis-server`` (in memory when none is installed), so an image left undecided keeps its
+number and can still be voted on after a restart. ``--script FILE`` (or lines on a
+non-terminal stdin) runs a session unattended, as ``make demo`` does (in memory).
 
 Shell commands (``:help``): ``:react N VOTE [as USER]``, ``:unreact N VOTE [as USER]``,
 ``:user NAME``, ``:wait``, ``:exports``, ``:quit``. ``N`` is an image number (``#2``) or a
@@ -23,13 +25,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+import redis as redis_lib
+
 from bot.adapters.shell.adapter import ShellAdapter
+from bot.adapters.shell.state import ShellState
 from bot.ports import VOTES, CommandEvent, MessageRef, ReactionEvent, vote_for_emoji
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.embedded import redis_for
+from engine.embedded import open_chat_redis, redis_for
 from engine.logs import quiet_libraries
 from engine.model_folders import load_catalog
+from engine.private_redis import PrivateRedisError
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ NO_WORKER_WITHOUT_REDIS = (
     "queue, where no `proofroom worker` can see them; drop --no-worker (a worker thread "
     "renders them here) or set REDIS_URL to the Redis your workers serve"
 )
+
+PENDING_LISTED = 10  # undecided images listed at start (`/imagine review` counts them all)
 
 SHELL_HELP = """\
   /imagine ...                 a command, as in Slack or Discord (/imagine help)
@@ -91,14 +99,26 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.script}: {exc.strerror}", file=sys.stderr)
         return 2
-    with Shell(
-        settings=settings,
-        user=args.user or _whoami(),
-        channel=args.channel,
-        worker=not args.no_worker,
-        wait_s=args.timeout,
-        echo=not interactive,
-    ) as shell:
+    try:
+        store = open_chat_redis(settings)
+    except PrivateRedisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with (
+        store,
+        Shell(
+            settings=settings,
+            user=args.user or _whoami(),
+            channel=args.channel,
+            worker=not args.no_worker,
+            wait_s=args.timeout,
+            echo=not interactive,
+            redis=store.client,
+        ) as shell,
+    ):
+        if store.durable and not settings.redis_url:
+            shell.adapter.say(f"(state kept in {store.where}: it survives a restart)")
+        shell.show_pending()
         return shell.run_lines(lines)
 
 
@@ -116,12 +136,22 @@ class Shell:
         echo: bool = False,
         out: TextIO | None = None,
         bot_settings: BotSettings | None = None,
+        redis: redis_lib.Redis | None = None,
     ) -> None:
+        """``redis``: where the state is kept (default: :func:`redis_for`, so ``REDIS_URL``'s
+        or the in-memory one; ``proofroom shell`` passes :func:`open_chat_redis`'s)."""
         self.settings = settings
         self.user, self.channel, self.wait_s, self.echo = user, channel, wait_s, echo
-        self.redis = redis_for(settings)
+        self.redis = redis if redis is not None else redis_for(settings)
         self.bot_settings = bot_settings or BotSettings()
-        self.adapter = ShellAdapter(out=out or sys.stdout, image_dir=settings.data_dir / "shell")
+        self.memory = ShellState(
+            redis=self.redis,
+            key_prefix=settings.key_prefix,
+            ttl_s=self.bot_settings.state_ttl_days * 24 * 3600,
+        )
+        self.adapter = ShellAdapter(
+            out=out or sys.stdout, image_dir=settings.data_dir / "shell", memory=self.memory
+        )
         self.catalog = load_catalog(settings)
         self.service = BotService.build(
             adapter=self.adapter,
@@ -226,6 +256,23 @@ class Shell:
             time.sleep(0.05)
         time.sleep(0.3)  # let the pump show the last edits
         return True
+
+    def show_pending(self) -> None:
+        """List the images of this channel that an earlier session left undecided, with the
+        numbers ``:react`` takes."""
+        pending = self.service.state.pending_in(
+            platform=self.adapter.platform, channel=self.channel
+        )
+        if not pending:
+            return
+        self.adapter.say(f"  {len(pending)} image(s) from earlier sessions wait for a decision:")
+        for image in pending[-PENDING_LISTED:]:  # the latest: the ones the user remembers
+            number = self.memory.number_of(image.message)
+            label = f"#{number}" if number is not None else image.message.id
+            self.adapter.say(
+                f"    [{label}] image {image.number}/{image.of} of job {image.job_id} "
+                f"(seed {image.seed}); :react {label.lstrip('#')} approve"
+            )
 
     def show_exports(self) -> list[Path]:
         """Print (and return) the approved images and sidecars exported so far."""

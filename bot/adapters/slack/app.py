@@ -16,24 +16,20 @@ Every listener acknowledges in the thread that received the request and hands it
 pool (``process_before_response``): Bolt's default instead runs each listener on a pool of
 ten threads and polls every 10 ms for the ack, so that under a burst an ack waits for the
 work of the commands before it, and a lazy listener deep-copies the request (about 1 ms of
-CPU per request). In HTTP mode the server has a listen backlog of 1024 (``wsgiref``'s 5 drops
-connections under a burst, and a dropped one is acknowledged only after the client's SYN
-retransmits: 1 s, 3 s, 7 s after its first try) and a pool of threads started once.
-``bench/ack.py`` measures both modes.
+CPU per request). In HTTP mode the app is a route of ``proofroom serve``'s ASGI service
+(``bot.serve.slack``: uvicorn reads requests, a pool of threads dispatches them to this
+app). ``bench/ack.py`` measures both modes.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis as redis_lib
 from slack_bolt import Ack, App, BoltResponse, Respond
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.request import BoltRequest
 
 from bot.adapters.slack.adapter import ACTION_PREFIX, PLATFORM, SlackAdapter
@@ -48,13 +44,6 @@ log = logging.getLogger(__name__)
 # waits on the Web API (a rate-limited call waits seconds) without many more threads taking
 # the GIL from the ones that acknowledge.
 WORK_THREADS = 10
-# HTTP mode. Connections the kernel queues before the server accepts them: above any burst
-# Slack sends (the kernel caps it at net.core.somaxconn).
-LISTEN_BACKLOG = 1024
-# Threads that read requests and acknowledge them (about 1 ms each; a slow client holds one
-# for at most HTTP_TIMEOUT_S).
-HTTP_THREADS = 32
-HTTP_TIMEOUT_S = 10
 
 
 class Core(Protocol):
@@ -187,78 +176,3 @@ def _logged(fn: Callable[..., None], *args: Any) -> None:
         fn(*args)
     except Exception:
         log.exception("Slack listener %s failed", fn.__name__)
-
-
-class _PooledWSGIServer(WSGIServer):
-    """``wsgiref``'s server with its requests handled on a pool of threads started once.
-    ``ThreadingMixIn`` starts a thread per connection and waits until it runs: two GIL
-    hand-offs in the accept loop per request, which under a burst made each ack wait for the
-    ones before it (p99 150 ms against 70-90 ms at 50 concurrent, ``bench/ack.py``)."""
-
-    request_queue_size = LISTEN_BACKLOG  # socketserver's default, 5, drops bursts
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=HTTP_THREADS, thread_name_prefix="slack-http")
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self._pool.submit(self._handle, request, client_address)
-
-    def _handle(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-
-    def server_close(self) -> None:
-        super().server_close()
-        self._pool.shutdown(wait=False)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    timeout = HTTP_TIMEOUT_S  # a client that stops sending frees its thread
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)  # one line per request belongs in debug
-
-
-class HttpServer:
-    """Bolt's WSGI adapter on a ``wsgiref`` server with a pool of threads: HTTP mode without
-    extra dependencies. Put TLS (a reverse proxy) in front of it for Slack."""
-
-    def __init__(self, app: App, *, host: str, port: int, path: str) -> None:
-        self.server = make_server(
-            host,
-            port,
-            SlackRequestHandler(app, path=path),
-            server_class=_PooledWSGIServer,
-            handler_class=_QuietHandler,
-        )
-        self.path = path
-        self._serving = False  # shutdown() waits for a serve_forever() that may never run
-
-    @property
-    def url(self) -> str:
-        """The endpoint Slack posts to (host as bound)."""
-        host, port = self.server.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else host
-        return f"http://{host}:{port}{self.path}"
-
-    def start(self) -> HttpServer:
-        """Serve in a daemon thread."""
-        self._serving = True
-        threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True).start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve in this thread until :meth:`stop`."""
-        self._serving = True
-        self.server.serve_forever(0.5)
-
-    def stop(self) -> None:
-        """Stop serving and close the socket (connections not accepted yet are reset)."""
-        if self._serving:
-            self.server.shutdown()
-        self.server.server_close()

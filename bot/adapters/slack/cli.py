@@ -1,6 +1,7 @@
 """``proofroom slack``: run the bot on Slack, in Socket Mode (default; app token ``xapp-``)
-or in HTTP mode (``--http``; signing secret). Either way a second thread pumps job events
-into threads. See ``docs/slack.md`` for creating the app."""
+or in HTTP mode (``--http``; signing secret: the service of ``proofroom serve``, which also
+answers ``/healthz``, ``/readyz`` and ``/metrics``). Either way a second thread pumps job
+events into threads. See ``docs/slack.md`` for creating the app."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from bot.adapters.slack.adapter import SlackAdapter, make_client
-from bot.adapters.slack.app import Core, HttpServer, build_app, work_pool
+from bot.adapters.slack.app import Core, build_app, work_pool
 from bot.adapters.slack.settings import SlackSettings
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.embedded import redis_for, worker_if_needed
+from engine.embedded import open_chat_redis, worker_if_needed
+from engine.private_redis import PrivateRedisError
 from engine.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -68,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:  # one line, not Bolt's traceback from its own auth.test
         log.error("%s", problem)
         return 2
-    redis = redis_for(settings)
+    try:
+        store = open_chat_redis(settings)  # REDIS_URL, the data folder's redis-server, or memory
+    except PrivateRedisError as exc:
+        log.error("%s", exc)
+        return 2
+    redis = store.client
     runtime = SlackRuntime(
         settings=settings,
         slack_settings=slack_settings,
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         redis=redis,
         socket_mode=not args.http,
     )
-    with worker_if_needed(settings=settings, redis=redis, wanted=args.embedded_worker):
+    with store, worker_if_needed(settings=settings, redis=redis, wanted=args.embedded_worker):
         _serve(runtime, slack_settings=slack_settings, args=args)
     return 0
 
@@ -129,18 +136,25 @@ def api_problem(exc: SlackApiError, *, variable: str) -> str:
 def _serve(
     runtime: SlackRuntime, *, slack_settings: SlackSettings, args: argparse.Namespace
 ) -> None:
-    """Pump job events and answer Slack until interrupted."""
+    """Pump job events and answer Slack until interrupted. HTTP mode is ``proofroom serve``'s
+    service (``bot.serve``), with Slack required and its own port setting."""
+    if args.http:
+        from bot.serve.service import HttpService  # noqa: PLC0415 (uvicorn: HTTP mode only)
+
+        HttpService(
+            settings=runtime.settings,
+            redis=runtime.redis,
+            host=args.host,
+            port=slack_settings.http_port if args.port is None else args.port,
+            slack=runtime,
+            slack_path=slack_settings.http_path,
+            # What worker_if_needed decided: a worker renders in this process.
+            worker_in_process=args.embedded_worker or not runtime.settings.redis_url,
+        ).serve_forever()  # stops the runtime too
+        return
     runtime.start_pump()
     try:
-        if args.http:
-            port = args.port or slack_settings.http_port
-            server = HttpServer(
-                runtime.app, host=args.host, port=port, path=slack_settings.http_path
-            )
-            log.info("Slack HTTP mode on %s", server.url)
-            server.serve_forever()
-        else:
-            socket_mode_handler(runtime, slack_settings=slack_settings).start()
+        socket_mode_handler(runtime, slack_settings=slack_settings).start()
     except KeyboardInterrupt:
         pass
     finally:
@@ -172,6 +186,8 @@ class SlackRuntime:
         core: Callable[[BotService], Core] | None = None,
     ) -> None:
         """``core`` wraps the service for the app (a test's recorder); default: the service."""
+        self.settings = settings
+        self.redis = redis
         self.adapter = SlackAdapter(client=make_client(slack_settings), settings=slack_settings)
         self.service = BotService.build(
             adapter=self.adapter, settings=settings, bot_settings=bot_settings, redis=redis

@@ -1,5 +1,6 @@
 """Fixtures of the Slack tests: the recording fake Web API, and the real bot (``SlackRuntime``:
-adapter, service, Bolt app) served over HTTP on 127.0.0.1, fed signed requests."""
+adapter, service, Bolt app) served over HTTP on 127.0.0.1 by ``proofroom serve``'s service
+(``bot.serve``: uvicorn in a thread), fed signed requests."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 import redis as redis_lib
 from pydantic import SecretStr
 
-from bot.adapters.slack.app import Core, HttpServer
+from bot.adapters.slack.app import Core
 from bot.adapters.slack.cli import SlackRuntime
 from bot.adapters.slack.settings import SlackSettings
 from bot.ports import CommandEvent, ReactionEvent
+from bot.serve.service import HttpService
 from bot.service import BotService
 from bot.settings import BotSettings
 from engine.settings import Settings
@@ -58,10 +60,12 @@ class SlackHarness:
     def __init__(self, *, runtime: SlackRuntime, fake: FakeSlack) -> None:
         self.runtime = runtime
         self.fake = fake
-        self.server = HttpServer(runtime.app, host="127.0.0.1", port=0, path="/slack/events")
-        self.server.start()
+        self.service = serve(runtime).start(pump=False)  # the pump is the fixture's choice
+        assert self.service.slack_url is not None
         self.send = SlackSender(
-            url=self.server.url, signing_secret=SIGNING_SECRET, response_url=fake.response_url
+            url=self.service.slack_url,
+            signing_secret=SIGNING_SECRET,
+            response_url=fake.response_url,
         )
 
     @property
@@ -69,8 +73,20 @@ class SlackHarness:
         return self.runtime.service.queue
 
     def close(self) -> None:
-        self.server.stop()
-        self.runtime.stop()
+        self.service.close()  # the server, then the runtime's work and pump
+
+
+def serve(runtime: SlackRuntime) -> HttpService:
+    """The HTTP service for ``runtime`` on a free port of 127.0.0.1, bound (connections wait
+    in its backlog) but not serving until ``start()``."""
+    return HttpService(
+        settings=runtime.settings,
+        redis=runtime.redis,
+        host="127.0.0.1",
+        port=0,
+        slack=runtime,
+        slack_path="/slack/events",
+    )
 
 
 @pytest.fixture()

@@ -16,14 +16,14 @@ import redis as redis_lib
 from slack_sdk.signature import SignatureVerifier
 
 from bot.adapters.slack import cli as slack_cli
-from bot.adapters.slack.app import WORK_THREADS, Core, HttpServer
+from bot.adapters.slack.app import WORK_THREADS, Core
 from bot.adapters.slack.cli import SlackRuntime
 from bot.adapters.slack.settings import SlackSettings
 from bot.ports import CommandEvent, ReactionEvent
 from bot.service import BotService
 from bot.settings import BotSettings
 from engine.settings import Settings
-from tests.bot.adapters.slack.conftest import SIGNING_SECRET, wait_for
+from tests.bot.adapters.slack.conftest import SIGNING_SECRET, serve, wait_for
 from tests.bot.adapters.slack.fake_slack import TEAM, FakeSlack
 from tests.bot.adapters.slack.fake_socket import FakeSocketMode
 from tests.bot.adapters.slack.slack_requests import mention
@@ -95,8 +95,8 @@ def test_connections_opened_before_the_server_accepts_any_are_queued_not_dropped
     make_slack,
 ) -> None:
     slack = make_slack()
-    server = HttpServer(slack.runtime.app, host="127.0.0.1", port=0, path="/slack/events")
-    host, port = server.server.server_address[:2]
+    service = serve(slack.runtime)
+    host, port = "127.0.0.1", service.server.port
     connections = []
     try:
         # The socket listens but nothing accepts yet: the kernel completes a handshake only for
@@ -106,7 +106,7 @@ def test_connections_opened_before_the_server_accepts_any_are_queued_not_dropped
             connection = http.client.HTTPConnection(host, port, timeout=5)
             connection.connect()
             connections.append(connection)
-        server.start()
+        service.start(pump=False)
         for k, connection in enumerate(connections):
             body = urlencode(
                 {"team_id": TEAM, "channel_id": "CGENERAL", "user_id": f"U{k:03d}"}
@@ -117,7 +117,9 @@ def test_connections_opened_before_the_server_accepts_any_are_queued_not_dropped
     finally:
         for connection in connections:
             connection.close()
-        server.stop()
+        service.server.stop()  # the runtime is the fixture's: it stops it
+        assert service.slack is not None
+        service.slack.close()
     wait_for(lambda: len(slack.fake.calls_to("response")) == BURST, what="every answer")
 
 
