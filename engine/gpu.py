@@ -122,6 +122,13 @@ class GpuSetup:
         return ", ".join(parts)
 
 
+def resolve_device(settings: Settings) -> str:
+    """``settings.device``, else ``cuda`` when available, else ``cpu``."""
+    if settings.device:
+        return settings.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def pipeline_dtype(*, device: str, settings: Settings) -> torch.dtype:
     """The dtype of pipelines on ``device``: ``settings.cuda_dtype`` on CUDA, fp32 elsewhere
     (CPU kernels are fast in fp32 only). bf16 on a GPU without bf16 tensor cores (before

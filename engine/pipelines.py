@@ -23,6 +23,7 @@ import torch
 from engine import file_hashes, gpu, sources, tiny
 from engine.catalog import ControlNetEntry, LoraEntry, ModelEntry, VaeEntry
 from engine.errors import CatalogError
+from engine.gpu import resolve_device
 from engine.loras import LoraAdapters, LoraFile
 from engine.model_folders import folders
 from engine.samplers import make_scheduler
@@ -57,13 +58,6 @@ DERIVED_CLASSES: dict[tuple[str, Mode], str] = {
     ("sdxl", Mode.inpaint): "StableDiffusionXLInpaintPipeline",
     ("sdxl", Mode.controlnet): "StableDiffusionXLControlNetPipeline",
 }
-
-
-def resolve_device(settings: Settings) -> str:
-    """``settings.device``, else ``cuda`` when available, else ``cpu``."""
-    if settings.device:
-        return settings.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass(eq=False)

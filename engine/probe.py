@@ -24,9 +24,8 @@ from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
 from engine.catalog import ModelEntry
-from engine.gpu import pipeline_dtype
+from engine.gpu import pipeline_dtype, resolve_device
 from engine.model_folders import load_catalog
-from engine.pipelines import PipelineCache, resolve_device
 from engine.settings import Settings, get_settings
 from engine.sources import hub_sentence, looks_like_path, missing_path_sentence
 
@@ -85,6 +84,9 @@ def model_presence(model: ModelEntry) -> tuple[str, str]:
 def model_load(model: ModelEntry, *, settings: Settings) -> tuple[str, str]:
     """``("ok", how long)`` when the worker's own loader loads ``model`` here; else
     ``("error", its one-line reason)``. The pipeline is freed before returning."""
+    # diffusers only for --load: importing it takes longer than the rest of the probe.
+    from engine.pipelines import PipelineCache  # noqa: PLC0415
+
     cache = PipelineCache(settings=settings)
     device = cache.device
     try:
