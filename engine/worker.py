@@ -53,9 +53,11 @@ from rq.utils import now
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from engine import companions
+from engine.catalog import check_pool_name
 from engine.logs import configure_logging
 from engine.merging import CallCounters
 from engine.metrics import MetricsServer
+from engine.model_folders import load_catalog
 from engine.outage import CONNECTION_ERRORS, Outage, patient_redis
 from engine.pools import served_pools
 from engine.queue import FAMILIES, JobQueue, queue_names, rq_prefix
@@ -222,8 +224,6 @@ def make_worker(
     """An RQ worker on the queues of the pools of ``families`` and ``pools`` (every pool of
     the catalog when neither is given; ``engine.pools.served_pools``), interactive first;
     ``outage`` is where its client (``engine.outage.patient_redis``) reports outages."""
-    from engine.model_folders import load_catalog
-
     serves = served_pools(catalog=load_catalog(settings), families=families, pools=pools)
     worker = worker_class(
         queue_names(settings, serves),
@@ -249,7 +249,6 @@ def start_context(
 ) -> WorkerContext:
     """Set up what every job shares (warm cache, store, catalog), preload the default model
     when this worker serves its family, and install it all for ``engine.tasks.run_job``."""
-    from engine.model_folders import load_catalog
     from engine.pipelines import PipelineCache  # torch
     from engine.reloads import CatalogReloads
     from engine.store import store_from_settings
@@ -381,8 +380,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _pool_list(text: str) -> list[str]:
     """``--pools sdxl,turbo``: the names, each checked (argparse reports the error)."""
-    from engine.catalog import check_pool_name
-
     try:
         names = [check_pool_name(name.strip()) for name in text.split(",") if name.strip()]
     except ValueError as exc:
