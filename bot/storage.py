@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from bot.settings import BotSettings
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     days = settings.retention_days if args.days is None else args.days
     if days < 0:
-        print(f"error: --days must be 1 or more, not {days}")
+        print(f"error: --days must be 1 or more, not {days}", file=sys.stderr)
         return 2
     if days == 0:
         source = "--days 0" if args.days is not None else "PROOFROOM_RETENTION_DAYS is 0"
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"error: no folder of approved images at {missing[0]}. Run prune on the host "
             "that holds the bot's export folder, name it with --approved DIR, or create it "
-            "(empty) if nothing was approved yet."
+            "(empty) if nothing was approved yet.",
+            file=sys.stderr,
         )
         return 2
     try:
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         keep = keep_set(store, approved=[a for folder in folders for a in approved_in(folder)])
         report = prune(store, days=days, keep=keep, now=utc_now(), dry_run=args.dry_run)
     except ArtifactStoreError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     print_report(report, days=days)
     return 0

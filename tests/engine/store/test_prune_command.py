@@ -102,7 +102,7 @@ def test_prune_refuses_without_the_export_folder(tmp_path: Path, clock: Clock) -
     done = proofroom("store", "prune", env=env, now=START)
 
     assert done.returncode == 2
-    assert "no folder of approved images at" in done.stdout and "--approved DIR" in done.stdout
+    assert "no folder of approved images at" in done.stderr and "--approved DIR" in done.stderr
     assert store.exists(old)
 
 
