@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "list models, LoRAs, embeddings and VAEs, and files that cannot be used",
     ),
     "doctor": ("bot.doctor.cli", "check Redis, tokens, models, GPU, disk and live workers"),
+    "usage": ("bot.usage.cli", "images, GPU time and cost per user, template, channel or model"),
 }
 
 

@@ -108,7 +108,8 @@ class Attachment:
 @dataclass(frozen=True)
 class CommandEvent:
     """A user ran ``/imagine <text>`` in ``channel``. ``roles`` are the user's role names
-    (Discord roles, Slack user groups) as the adapter knows them."""
+    (Discord roles, Slack user groups) as the adapter knows them; ``guild``: the server of
+    the channel where a platform has one (Discord), for the channel allow list."""
 
     platform: str
     user: str
@@ -116,6 +117,7 @@ class CommandEvent:
     text: str
     attachments: tuple[Attachment, ...] = ()
     roles: frozenset[str] = frozenset()
+    guild: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class ReactionEvent:
     added: bool = True
     roles: frozenset[str] = frozenset()
     event_id: str | None = None
+    guild: str | None = None  # the server, where the platform has one (Discord)
 
 
 @runtime_checkable
@@ -174,6 +177,14 @@ class ChatAdapter(Protocol):
 
     def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:
         """Tell one user something only they need to see (ephemeral where possible)."""
+        ...
+
+    def upload_private(
+        self, *, channel: str, user: str, data: bytes, filename: str, text: str
+    ) -> None:
+        """Give one file to ``user`` alone, who ran a command in ``channel``: where a
+        command's answer cannot carry a file (Slack's ephemeral replies, Discord's), by
+        direct message. Used for what only the asker wanted (the ``/imagine usage`` chart)."""
         ...
 
 

@@ -50,6 +50,7 @@ class ReviewedImage:
     artifact_id: str
     state: ImageState
     exports: tuple[str, ...] = ()  # exported files, once approved
+    flags: tuple[str, ...] = ()  # the worker's QA reasons (engine.qa); empty: it passed
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
+from zoneinfo import ZoneInfo
 
 import redis as redis_lib
 
@@ -39,10 +40,15 @@ from bot.jobs.pump import EventPump
 from bot.jobs.resolve import JobResolver
 from bot.jobs.routing import routing_for
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent, requester_key
+from bot.quotas.desk import QuotaDesk, Reservation
+from bot.quotas.state import QuotaState
 from bot.records import ImageRecord, JobRecord
 from bot.review.desk import ReviewDesk, thread_of
 from bot.settings import BotSettings
 from bot.state import BotState
+from bot.usage.desk import UsageDesk, UsageFigures
+from bot.usage.report import Rates
+from bot.usage.state import UsageState
 from bot.webhooks import WebhookDeliverer, WebhookState, WebhookTarget
 from engine.catalog import Catalog
 from engine.errors import UserError
@@ -95,6 +101,15 @@ class BotService:
         )
         ttl_s = bot_settings.state_ttl_days * 86400
         self.state = BotState(redis=redis, key_prefix=settings.key_prefix, ttl_s=ttl_s)
+        # Checked before anything is queued, by this service and by the workflow desks.
+        self.quotas = QuotaDesk(
+            quotas=bot_settings.quotas,
+            allowed_channels=bot_settings.allowed_channels,
+            zone=ZoneInfo(bot_settings.timezone),
+            state=QuotaState(redis=redis, key_prefix=settings.key_prefix),
+            queue=queue,
+            is_admin=bot_settings.is_admin,
+        )
         self.delivery = Delivery(adapter=adapter, state=self.state, queue=queue, store=store)
         self.outage = Outage(name=f"bot ({adapter.platform})", logger=log)
         # Approved images POSTed to a CMS when PROOFROOM_WEBHOOK_URL is set (bot.webhooks).
@@ -119,6 +134,14 @@ class BotService:
             limits=settings.limits,
             resubmit=self._resubmit,
             approvals=self.webhook,
+            usage=UsageState(redis=redis, settings=settings),
+        )
+        # /imagine usage; the calendar digest reads the same ledger (bot.usage).
+        self.usage = UsageDesk(
+            adapter=adapter,
+            usage=UsageState(redis=redis, settings=settings),
+            rates=Rates.from_settings(settings),
+            zone=ZoneInfo(bot_settings.timezone),
         )
         # One group per platform: a Slack bot and a Discord bot sharing a Redis both see
         # every event and each keeps the ones for its own platform.
@@ -142,6 +165,7 @@ class BotService:
             max_rows=bot_settings.batch_max_rows,
             submit=self.submit,
             cancel=queue.cancel,
+            quotas=self.quotas,
         )
         self.calendar_state = CalendarState(
             redis=redis, key_prefix=settings.key_prefix, ttl_s=ttl_s
@@ -177,6 +201,8 @@ class BotService:
             submit=self.submit,
             calendars=calendars,
             clock=clock,
+            quotas=self.quotas,
+            usage=UsageFigures(usage=self.usage.usage, rates=self.usage.rates),
         )
 
     @classmethod
@@ -220,6 +246,10 @@ class BotService:
             return texts.try_again(reference)
 
     def _command(self, event: CommandEvent) -> str:
+        # First, for every command: the channel allow list and the rate limit (bot.quotas).
+        refused = self.quotas.admit(event)
+        if refused is not None:
+            return refused
         self.reloads.refresh()  # another process ran /imagine reload: rescan first
         # Workflows with words of their own; anything else is an image (or a meta command).
         word = first_word(event.text)
@@ -239,6 +269,8 @@ class BotService:
             return self._repost(parsed.argument or "", event=event)
         if isinstance(parsed, MetaCommand) and parsed.name == "reload":
             return self._reload(event)
+        if isinstance(parsed, MetaCommand) and parsed.name == "usage":
+            return self.usage.command(parsed.argument, event=event)
         if isinstance(parsed, MetaCommand):
             return meta.answer(
                 parsed,
@@ -249,14 +281,27 @@ class BotService:
                 may_cancel_any=self.bot_settings.is_admin(event.user, event.roles),
                 routing=self.resolver.routing,
             )
+        # The user's quotas are the resolver's last check, before attached images are
+        # stored: a refused command leaves nothing behind (bot.quotas).
+        reserved: list[Reservation] = []
+
+        def admit(spec: JobSpec) -> None:
+            reserved.append(self.quotas.reserve([spec], requester=event.user, roles=event.roles))
+
         try:
             resolved = self.resolver.resolve(
                 parsed,
                 requested_by=requester_key(event.platform, event.user),
                 attachments=event.attachments,
+                admit=admit,
             )
-        except UserError as exc:
-            return _refusal(exc.message)
+        except Exception as exc:
+            for taken in reserved:  # storing the attached images failed: nothing queued
+                self.quotas.release(taken)
+            if isinstance(exc, UserError):
+                return _refusal(exc.message)
+            raise
+        reservation = reserved[0]
         spec, inputs = resolved.spec, resolved.inputs
         try:
             thread = self.adapter.post(
@@ -265,9 +310,11 @@ class BotService:
                 blocks=[cancel_button(spec.id)],
             )
         except UserError as exc:  # e.g. the bot is not a member of this channel
+            self.quotas.release(reservation)
             return _sentence(exc.message)
         except Exception:
             log.exception("job %s: could not open its thread", spec.id)
+            self.quotas.release(reservation)
             return _sentence(TRY_AGAIN)
         if inputs is not None:  # they open the thread, under the card: best effort
             self._try(lambda: post_inputs(self.adapter, spec, thread=thread, prepared=inputs))
@@ -275,6 +322,7 @@ class BotService:
             job_id = self.submit(spec, thread=thread, requester=event.user)
         except Exception:
             log.exception("job %s: could not be queued", spec.id)
+            self.quotas.release(reservation)
             self._try(lambda: self.adapter.edit(message=thread, text=texts.not_queued(spec.id)))
             return _sentence(TRY_AGAIN)
         position = self.queue.position(job_id)
@@ -369,7 +417,10 @@ class BotService:
     # -- reactions ------------------------------------------------------------------------
 
     def handle_reaction(self, event: ReactionEvent) -> None:
-        """Count a reaction on an image message (see ``bot.review.desk``)."""
+        """Count a reaction on an image message (see ``bot.review.desk``); reactions in a
+        channel off the allow list are ignored (``bot.quotas``)."""
+        if not self.quotas.allows(channel=event.message.channel, guild=event.guild):
+            return
         try:
             self.review.handle_reaction(event)
         except Exception:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.quotas.policy import Quotas
 from engine.settings import Settings
 
 Names = Annotated[frozenset[str], NoDecode]
@@ -92,11 +94,30 @@ class BotSettings(ReviewPolicy, BaseSettings):
     # /metrics) listens; --host and --port override them.
     serve_host: str = "0.0.0.0"
     serve_port: int = Field(default=3000, ge=0, le=65535)
+    # The time zone days, weeks and months are counted in (`/imagine usage week`, quota
+    # resets): an IANA name such as Europe/Berlin.
+    timezone: str = "UTC"
+    # Per-user limits (PROOFROOM_QUOTAS__IMAGES_PER_DAY=40 ...; unset: unlimited; admins are
+    # exempt) and the channels (or Discord servers) the bot answers in, by id (empty: all).
+    quotas: Quotas = Field(default_factory=Quotas)
+    allowed_channels: Names = frozenset()
 
-    @field_validator("admin_ids", "admin_roles", mode="before")
+    @field_validator("admin_ids", "admin_roles", "allowed_channels", mode="before")
     @classmethod
     def _split_admins(cls, value: object) -> object:
         return _names(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"PROOFROOM_TIMEZONE {value!r} is not a known time zone; use an IANA name "
+                "such as UTC or Europe/Berlin"
+            ) from None
+        return value
 
     @field_validator("webhook_url", mode="before")
     @classmethod

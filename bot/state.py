@@ -289,4 +289,5 @@ def _reviewed(image: ImageResult, review: list[Any] | None) -> ReviewedImage:
         artifact_id=image.artifact_id,
         state=cast(ImageState, state or "pending"),
         exports=tuple(json.loads(export)) if export else (),
+        flags=tuple(str(flag.get("reason", flag.get("check", ""))) for flag in image.flags),
     )

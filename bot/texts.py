@@ -11,6 +11,7 @@ Slack's own markup. Raw angle brackets are then the bot's markup alone (the ment
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from bot.ports import VOTE_EMOJI
 from bot.records import ImageRecord
@@ -205,6 +206,16 @@ def caption(image: ImageRecord, *, parent: str | None = None) -> str:
     return f"{head} \u00b7 seed {image.seed} \u00b7 job `{image.job_id}` \u00b7 {_legend()}"
 
 
+def flagged(flags: list[dict[str, Any]], *, rerendered: bool = False) -> str:
+    """The automated QA's line under an image it flagged ("" when none): each reason with
+    its score, escaped (a reason quotes no user text, but it comes over Redis)."""
+    if not flags:
+        return ""
+    found = "; ".join(escape(str(flag.get("reason", flag.get("check", "")))) for flag in flags)
+    again = " (after one re-render)" if rerendered else ""
+    return f"\n\u26a0\ufe0f QA flagged{again}: {found}"
+
+
 def failure(message: str) -> str:
     """The thread line for a failed job: the worker's sentence, never a traceback. It may
     quote what the user typed, so it is escaped."""
@@ -273,4 +284,49 @@ def try_again(reference: str) -> str:
     return (
         f"Something went wrong on our side and nothing was queued (reference {reference}); "
         "please try again in a minute."
+    )
+
+
+# -- quotas (bot.quotas) --------------------------------------------------------------------
+
+
+def channel_not_allowed(channel: str) -> str:
+    """The answer in a channel that is not on ``PROOFROOM_ALLOWED_CHANNELS``."""
+    return (
+        f"Proofroom does not work in this channel (`{escape(channel)}`). Ask an admin which "
+        "channels it works in, or to add this one to PROOFROOM_ALLOWED_CHANNELS."
+    )
+
+
+def rate_limited(*, limit: int, wait: str) -> str:
+    """The answer to a command over ``PROOFROOM_QUOTAS__COMMANDS_PER_MINUTE``."""
+    return (
+        f"You have sent {limit} commands this minute, the most allowed; nothing was done. "
+        f"Try again in {wait}."
+    )
+
+
+def over_daily_images(
+    *, who: str, used: int, limit: int, wanted: int, bulk: bool, resets: str
+) -> str:
+    """A request whose images would pass a daily limit; ``who``: "you", or a plural
+    ("the content calendars")."""
+    kind = "bulk images" if bulk else "images"
+    owner = f"{who[:1].upper()}{who[1:]} have"
+    mine = "your" if who == "you" else "their"
+    left = max(0, limit - used)
+    ask = f"ask for {left} or fewer, or wait" if left else "wait"
+    return (
+        f"{owner} used {used} of {mine} {limit} {kind} for today and this needs {wanted} more, "
+        f"so nothing was queued; {ask}: the count resets at {resets}."
+    )
+
+
+def too_many_jobs(*, have: int, limit: int, waiting_only: bool) -> str:
+    """A command over the cap on a user's jobs in flight (or waiting in line)."""
+    what = "waiting in line" if waiting_only else "waiting or rendering"
+    return (
+        f"You have {have} job{'' if have == 1 else 's'} {what}, and {limit} at once is the "
+        "most allowed, so nothing was queued. Try again when one has finished, or cancel one "
+        "(`/imagine status` lists them)."
     )

@@ -139,14 +139,18 @@ def render_alone(
     encode: Callable[[bool], dict[str, torch.Tensor]],
     callback: finite.StepCallback,
     label: str,
+    seed: int | None = None,
 ) -> np.ndarray | None:
-    """Image ``index`` of ``spec`` in a call of its own, through ``engine.finite.checked``:
+    """Image ``index`` of ``spec`` in a call of its own (from ``seed`` instead of its own
+    seed: the QA re-render of ``engine.qa``), through ``engine.finite.checked``:
     retried once in full precision (``encode(True)`` gives its conditioning again, from the
     fp32 text encoder: its first one may be where the NaN came from) when its latents come out non-finite in half precision. None when
     it stays non-finite."""
 
     def attempt(step_callback: finite.StepCallback, again: bool) -> Any:
-        generator = torch.Generator("cpu").manual_seed(spec.image_seed(index))
+        generator = torch.Generator("cpu").manual_seed(
+            spec.image_seed(index) if seed is None else seed
+        )
         return pipe(
             **encode(again),
             **mode_arguments(spec, inputs, count=1),

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from engine.errors import CatalogError, MissingVariables, SpecError
+from engine.settings import QaThresholds
 from engine.spec import ControlType
 
 # sd2: SD 2.x (and SD-Turbo, distilled from 2.1): OpenCLIP text encoder, 1024-wide context.
@@ -167,6 +168,21 @@ class Template(BaseModel):
     steps: int | None = None
     cfg_scale: float | None = None
     sampler: str | None = None
+    # QA thresholds of this template's images over the global ones (engine.settings.QaThresholds
+    # names them), e.g. ``qa: {min_sharpness: 100}``; checked when the catalog loads.
+    qa: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_qa_thresholds(self) -> Template:
+        QaThresholds.model_validate(self.qa)  # unknown names and bad values fail the load
+        return self
+
+    def qa_thresholds(self, base: QaThresholds) -> QaThresholds:
+        """``base`` with this template's ``qa:`` values over it."""
+        if not self.qa:
+            return base
+        own = base.model_dump(include=set(QaThresholds.model_fields))  # not a QaSettings' rest
+        return QaThresholds.model_validate({**own, **self.qa})
 
     def variable_name(self, name: str) -> str | None:
         """The variable ``name`` stands for (itself or one of its aliases), or None."""

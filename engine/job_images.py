@@ -20,6 +20,7 @@ from engine.inputs import PreparedInputs, overlay, prepare
 from engine.loras import LoraFile
 from engine.pipelines import LoadedPipeline, PipelineCache
 from engine.prompts import encode_prompts
+from engine.qa.assess import JobQa, Verdict, rerender_seed
 from engine.spec import ImageResult, JobResult, JobSpec, Mode, check_limits
 from engine.store import ArtifactNotFoundError, ArtifactStore
 from engine.store.retention import lineage_meta
@@ -27,6 +28,7 @@ from engine.store.retention import lineage_meta
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
 NoteFn = Callable[[str], None]
+RerenderFn = Callable[[int], Any]  # seed -> float pixels of the image again, or None
 
 
 @dataclass
@@ -55,6 +57,7 @@ class JobImages:
     words: dict[str, list[str]] = field(default_factory=dict)
     embeds: dict[str, Any] = field(default_factory=dict)
     hashes: metadata.ResourceHashes | None = None
+    qa: JobQa | None = None  # its images' automated checks (engine.qa)
     images: list[ImageResult] = field(default_factory=list)
     blank: dict[int, int] = field(default_factory=dict)  # index -> seed of images left out
     finished: int = 0  # images rendered, left out or skipped: the progress before a call
@@ -80,7 +83,10 @@ class JobImages:
         spec = request.spec
         model, loras, controlnet = validate(spec, catalog=catalog, cache=cache)
         prompt = with_triggers(spec.prompt, [entry for entry, _ in loras])
+        qa = cache.settings.qa
+        template = catalog.templates.get(spec.template or "")
         return cls(
+            qa=JobQa(settings=qa, thresholds=template.qa_thresholds(qa) if template else qa),
             position=position,
             request=request,
             model=model,
@@ -155,20 +161,57 @@ class JobImages:
             device=device,
         )
 
-    def keep(self, pipe: Any, index: int, pixels: Any, *, store: ArtifactStore) -> None:
-        """Store image ``index`` from its float pixels, or count it left out (None)."""
+    def keep(
+        self,
+        pipe: Any,
+        index: int,
+        pixels: Any,
+        *,
+        store: ArtifactStore,
+        rerender: RerenderFn | None = None,
+    ) -> None:
+        """Store image ``index`` from its float pixels, or count it left out (None), with
+        its QA verdict (``engine.qa``). Under the ``rerender`` policy a flagged image is
+        rendered once more from a new seed by ``rerender(seed)`` and that one is kept,
+        flagged or not (never a third render); the first one's seed and flags are kept
+        with it. A re-render left out as non-finite keeps the first image."""
         if pixels is None:
             self.blank[index] = self.spec.image_seed(index)
             return
+        seed, qa = self.spec.image_seed(index), self.qa
+        image = self._picture(pipe, pixels)
+        verdict = qa.assess(index, image) if qa is not None else None
+        first = None
+        if qa is not None and verdict is not None and verdict.flags and qa.rerenders and rerender:
+            new_seed = rerender_seed(self.spec.id, index, seed)
+            again = rerender(new_seed)
+            if again is not None:
+                first = {"seed": seed, "flags": verdict.flags}
+                seed, image = new_seed, self._picture(pipe, again)
+                verdict = qa.assess(index, image)
+        if qa is not None:
+            qa.keep(index, verdict)
+        self.images.append(
+            store_image(
+                self.spec,
+                index,
+                image,
+                prompt=self.prompt,
+                store=store,
+                hashes=self.hashes,
+                seed=seed,
+                verdict=verdict,
+                rerendered_from=first,
+            )
+        )
+
+    def _picture(self, pipe: Any, pixels: Any) -> Any:
+        """The PIL image of float pixels; inpainting's repainted area over its input."""
         image = pipe.image_processor.numpy_to_pil(pixels)[0]
         if self.spec.mode is Mode.inpaint:
             assert self.inputs.init is not None and self.inputs.mask is not None
             image = overlay(self.inputs.init, image, self.inputs.mask, blur=self.spec.mask_blur)
-        self.images.append(
-            store_image(
-                self.spec, index, image, prompt=self.prompt, store=store, hashes=self.hashes
-            )
-        )
+        return image
 
     def label(self, index: int) -> str:
         """Image ``index`` in log lines."""
@@ -239,17 +282,41 @@ def store_image(
     prompt: str,
     store: ArtifactStore,
     hashes: metadata.ResourceHashes | None = None,
+    seed: int | None = None,
+    verdict: Verdict | None = None,
+    rerendered_from: dict[str, Any] | None = None,
 ) -> ImageResult:
-    seed = spec.image_seed(index)
-    lineage = {"spec": spec.model_dump(mode="json"), "index": index, "seed": seed, "prompt": prompt}
+    """Store image ``index`` of ``spec`` as a PNG with its ``parameters`` and ``proofroom``
+    chunks, and its QA (``verdict``; ``rerendered_from``: the first render's seed and flags)
+    in both the PNG and the artifact's metadata. ``seed``: the one it was rendered from,
+    when not its own (a QA re-render)."""
+    seed = spec.image_seed(index) if seed is None else seed
+    lineage: dict[str, Any] = {
+        "spec": spec.model_dump(mode="json"),
+        "index": index,
+        "seed": seed,
+        "prompt": prompt,
+    }
+    flags = verdict.flags if verdict is not None else []
+    if verdict is not None:
+        lineage["qa"] = verdict.record()
+        if rerendered_from is not None:
+            lineage["qa"]["rerendered_from"] = rerendered_from
     png = metadata.png_with_parameters(
-        image, metadata.parameters_for(spec, index, prompt=prompt, hashes=hashes), proofroom=lineage
+        image,
+        metadata.parameters_for(spec, index, prompt=prompt, hashes=hashes, seed=seed),
+        proofroom=lineage,
     )
-    artifact_id = store.put(
-        png,
-        suffix=".png",
-        meta=lineage_meta(spec, index=index, seed=seed),
-    )
+    meta = lineage_meta(spec, index=index, seed=seed)
+    if "qa" in lineage:
+        meta["qa"] = lineage["qa"]
+    artifact_id = store.put(png, suffix=".png", meta=meta)
     return ImageResult(
-        index=index, seed=seed, artifact_id=artifact_id, width=image.width, height=image.height
+        index=index,
+        seed=seed,
+        artifact_id=artifact_id,
+        width=image.width,
+        height=image.height,
+        flags=flags,
+        rerendered_from=rerendered_from,
     )

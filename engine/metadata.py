@@ -13,7 +13,9 @@ before ``Model``, and at the end ``Lora hashes: "name: <12 hex>, ..."`` and
 ``TI hashes: "name: <12 hex>, ..."``; a model without a local file (built-in, Hub) has none.
 
 A second chunk, ``proofroom``, holds the full job spec as JSON (job id, template,
-variables, parent), so nothing that made the image is lost. No torch here.
+variables, parent), so nothing that made the image is lost, and its QA (``qa``: scores,
+flags, and the first render's seed and flags when it was re-rendered; ``engine.qa``).
+No torch here.
 """
 
 from __future__ import annotations
@@ -128,11 +130,17 @@ def format_parameters(
 
 
 def parameters_for(
-    spec: JobSpec, index: int, *, prompt: str | None = None, hashes: ResourceHashes | None = None
+    spec: JobSpec,
+    index: int,
+    *,
+    prompt: str | None = None,
+    hashes: ResourceHashes | None = None,
+    seed: int | None = None,
 ) -> str:
     """The ``parameters`` text of image ``index`` of ``spec``; ``prompt`` is the prompt
     actually encoded (with LoRA trigger words) when it differs from the spec's; ``hashes``:
-    those of the files it was rendered with, as the worker found them."""
+    those of the files it was rendered with, as the worker found them; ``seed``: the one it
+    was rendered from when not its own (a QA re-render, ``engine.qa``)."""
     hashes = hashes or ResourceHashes()
     return format_parameters(
         prompt=spec.prompt if prompt is None else prompt,
@@ -140,7 +148,7 @@ def parameters_for(
         steps=spec.steps,
         sampler=spec.sampler,
         cfg_scale=spec.cfg_scale,
-        seed=spec.image_seed(index),
+        seed=spec.image_seed(index) if seed is None else seed,
         width=spec.width,
         height=spec.height,
         model=spec.model,

@@ -18,13 +18,17 @@ An image that comes out non-finite (NaN: it would be a black PNG) gets one retry
 mode (``engine.calls``, ``engine.finite``); if it stays non-finite it is left out and the
 job says so with a sentence: through ``on_note`` when other images survive, as
 :class:`BlankImageError` when none does.
+
+Each kept image is scored by the automated QA (``engine.qa``) before it is stored; under the
+policy ``rerender`` a flagged image is rendered once more, alone, from a new seed
+(:func:`_rerender`), and that one is kept, flagged or not.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -41,6 +45,7 @@ from engine.calls import (
 from engine.catalog import Catalog
 from engine.errors import CancelledError
 from engine.job_images import CancelFn, JobImages, NoteFn, ProgressFn, RenderRequest
+from engine.ledger import split_call_seconds
 from engine.merging import CallCounters
 from engine.pipelines import PipelineCache
 from engine.spec import JobResult, JobSpec, Mode
@@ -88,13 +93,15 @@ def render_group(
     store: ArtifactStore,
     catalog: Catalog,
     counters: CallCounters | None = None,
+    gpu_seconds: dict[str, float] | None = None,
 ) -> list[JobResult | Exception]:
     """Render one job, or several jobs of one :func:`engine.merging.merge_key`, in as few
     pipeline calls as the model's ``max_batch`` allows; each job's outcome in order: its
     result, or the exception it ended with (a user error, :class:`CancelledError`, a
     failure of a call it was in). A job cancelled in a call shared with others ends as
     cancelled when the call does; the others' images are kept. Errors outside any job
-    (the model cannot be loaded) are raised."""
+    (the model cannot be loaded) are raised. ``gpu_seconds`` (job id -> seconds) adds up
+    each job's share of the calls it was in, for the usage ledger (``engine.ledger``)."""
     if len(requests) > 1 and (
         merging.merge_key(requests[0].spec) is None
         or len({merging.merge_key(r.spec) for r in requests}) != 1
@@ -102,6 +109,7 @@ def render_group(
         raise ValueError("only jobs of one merge key render together")
     started = time.perf_counter()
     counters = counters if counters is not None else CallCounters()
+    gpu_seconds = gpu_seconds if gpu_seconds is not None else {}
     jobs: list[JobImages] = []
     outcomes: list[JobResult | Exception | None] = [None] * len(requests)
     for position, request in enumerate(requests):
@@ -133,7 +141,9 @@ def render_group(
         with gpu.vae_for_call(pipe, **size, settings=cache.settings):  # tiles when large
             cap = merging.max_batch(lead.model, device=cache.device)
             for slots in merging.plan_calls(counts, cap=cap):
-                _render_slots(pipe, jobs, slots, store=store, counters=counters)
+                _render_slots(
+                    pipe, jobs, slots, store=store, counters=counters, gpu_seconds=gpu_seconds
+                )
     finished = time.perf_counter()
     for job in jobs:
         outcomes[job.position] = job.outcome(
@@ -152,6 +162,7 @@ def _render_slots(
     *,
     store: ArtifactStore,
     counters: CallCounters,
+    gpu_seconds: dict[str, float],
 ) -> None:
     """One planned call: its images, split where conditionings cannot be stacked (prompts
     of other lengths), then stored; a job's failure or cancel ends it alone."""
@@ -168,7 +179,7 @@ def _render_slots(
             continue
         members = list({id(job): job for job, _ in group}.values())
         try:
-            results = _call(pipe, group, counters=counters)
+            results = _call(pipe, group, counters=counters, gpu_seconds=gpu_seconds)
         except CancelledError:  # every job of the call was cancelled
             for job in members:
                 job.ended = job.ended or CancelledError(job.spec.id)
@@ -185,6 +196,7 @@ def _render_slots(
                 continue  # cancelled during the call: its images are not delivered
             try:
                 if isinstance(pixels, str):  # RETRY_ALONE
+                    alone = time.perf_counter()
                     pixels = render_alone(
                         pipe,
                         job.spec,
@@ -194,16 +206,30 @@ def _render_slots(
                         callback=_cancel_only(job),
                         label=job.label(index),
                     )
-                job.keep(pipe, index, pixels, store=store)
+                    _charge(gpu_seconds, job.spec.id, time.perf_counter() - alone)
+                job.keep(
+                    pipe,
+                    index,
+                    pixels,
+                    store=store,
+                    rerender=_rerender_of(pipe, job, index, gpu_seconds=gpu_seconds),
+                )
             except Exception as exc:  # its retry cancelled or failed: this job alone ends
                 job.ended = exc
         for job in members:
             job.finished += sum(1 for j, _ in group if j is job)
 
 
-def _call(pipe: Any, group: list[tuple[JobImages, int]], *, counters: CallCounters) -> list[Any]:
+def _call(
+    pipe: Any,
+    group: list[tuple[JobImages, int]],
+    *,
+    counters: CallCounters,
+    gpu_seconds: dict[str, float],
+) -> list[Any]:
     """Run one call over ``group`` (job, image index); per image its float pixels, or
-    :data:`engine.calls.RETRY_ALONE`, or None."""
+    :data:`engine.calls.RETRY_ALONE`, or None. The call's seconds are charged to its jobs
+    in ``gpu_seconds`` by image count."""
     lead = group[0][0]
     spec = lead.spec
     if spec.mode in (Mode.img2img, Mode.inpaint) and denoising_steps(spec) == 0:
@@ -223,7 +249,45 @@ def _call(pipe: Any, group: list[tuple[JobImages, int]], *, counters: CallCounte
         callback=_call_callback(group),
     )
     counters.add(images=len(group), seconds=seconds)
+    for job_id, share in split_call_seconds(seconds, [job.spec.id for job, _ in group]).items():
+        _charge(gpu_seconds, str(job_id), share)
     return results
+
+
+def _rerender_of(
+    pipe: Any, job: JobImages, index: int, *, gpu_seconds: dict[str, float]
+) -> Callable[[int], Any] | None:
+    """How image ``index`` of ``job`` is rendered again from a new seed; None for a job
+    of zero denoising steps, whose output is its input whatever the seed."""
+    spec = job.spec
+    if spec.mode in (Mode.img2img, Mode.inpaint) and denoising_steps(spec) == 0:
+        return None
+    return partial(_rerender, pipe, job, index, gpu_seconds=gpu_seconds)
+
+
+def _rerender(
+    pipe: Any, job: JobImages, index: int, seed: int, *, gpu_seconds: dict[str, float]
+) -> Any:
+    """Image ``index`` of ``job`` once more, alone, from ``seed``: the one re-render the QA
+    policy ``rerender`` gives a flagged image (``engine.qa``); its seconds are the job's."""
+    started = time.perf_counter()
+    try:
+        return render_alone(
+            pipe,
+            job.spec,
+            index,
+            inputs=job.inputs,
+            encode=partial(job.conditioning, pipe),
+            callback=_cancel_only(job),
+            label=f"{job.label(index)} (QA re-render)",
+            seed=seed,
+        )
+    finally:
+        _charge(gpu_seconds, job.spec.id, time.perf_counter() - started)
+
+
+def _charge(gpu_seconds: dict[str, float], job_id: str, seconds: float) -> None:
+    gpu_seconds[job_id] = gpu_seconds.get(job_id, 0.0) + seconds
 
 
 def _call_callback(group: list[tuple[JobImages, int]]) -> finite.StepCallback:

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,38 @@ class Limits(BaseModel):
     # Attached images (init, mask, control) are decoded only below this many pixels:
     # a phone photo passes, a decompression bomb does not.
     max_input_pixels: int = 4096 * 4096
+
+
+class QaThresholds(BaseModel):
+    """Where an image's QA scores (``engine.qa.scores``, on a 0-255 grayscale scaled to fit
+    512 px) get it flagged; a template's ``qa:`` block overrides any of them. A check is off
+    at 0 (``min_*``), 255 (``max_brightness``) or -1 (``duplicate_distance``). The defaults
+    flag only clearly broken images: raise ``min_sharpness`` (100 is the common rule of
+    thumb for photos) where soft backgrounds are not wanted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_sharpness: float = Field(default=30.0, ge=0)  # variance of the Laplacian
+    min_brightness: float = Field(default=20.0, ge=0, le=255)  # mean: too dark below
+    max_brightness: float = Field(default=240.0, ge=0, le=255)  # mean: too bright above
+    min_contrast: float = Field(default=10.0, ge=0)  # standard deviation: flat below
+    blank_contrast: float = Field(default=2.0, ge=0)  # standard deviation: one colour below
+    duplicate_distance: int = Field(default=4, ge=-1, le=64)  # pHash bits: a near-duplicate
+    nsfw_threshold: float = Field(default=0.8, ge=0, le=1)  # classifier score: flagged above
+
+
+class QaSettings(QaThresholds):
+    """Automated QA on the worker (``engine.qa``): the global thresholds, what happens to a
+    flagged image, and the optional NSFW classifier."""
+
+    enabled: bool = True
+    # "flag": posted with its reasons under it; "rerender": rendered once more with a new
+    # seed first (at most one extra render per image; still flagged: posted flagged).
+    policy: Literal["flag", "rerender"] = "flag"
+    # A local folder of image-classification weights (transformers' pipeline, e.g. a copy of
+    # Falconsai/nsfw_image_detection); unset: no NSFW check. Never downloaded.
+    nsfw_model: Path | None = None
+    nsfw_label: str = "nsfw"  # the classifier's label that counts
 
 
 class Settings(BaseSettings):
@@ -67,6 +99,7 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Path(".proofroom/models")
     default_model: str = "tiny"
     limits: Limits = Limits()
+    qa: QaSettings = QaSettings()  # PROOFROOM_QA__MIN_SHARPNESS, PROOFROOM_QA__POLICY...
     # Memory budget of the warm pipeline cache (bytes of parameters); LRU beyond it.
     pipeline_cache_bytes: int = 24 * 1024**3
     device: str | None = None  # None: cuda when available, else cpu
@@ -122,6 +155,14 @@ class Settings(BaseSettings):
     # Port of a worker's Prometheus endpoint (render seconds, engine/metrics.py); None: off.
     # `proofroom worker --metrics-port` overrides it.
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # The usage ledger (engine.ledger): each job's record is kept this many days, far past
+    # result_ttl_s, so `proofroom usage` can sum up months.
+    ledger_days: int = Field(default=400, ge=1)
+    # What one hour of the GPU costs here (power plus hardware amortised; the README works it
+    # out from the lesson's figures) and what one image costs from a cloud API, in `currency`.
+    gpu_hour_cost: float = Field(default=0.08, ge=0)
+    cloud_price_per_image: float = Field(default=0.007, ge=0)
+    currency: str = "$"
 
     @property
     def artifacts_dir(self) -> Path:

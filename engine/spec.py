@@ -11,7 +11,7 @@ import secrets
 import time
 import uuid
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -109,13 +109,18 @@ class JobSpec(BaseModel):
 
 
 class ImageResult(BaseModel):
-    """One rendered image."""
+    """One rendered image. ``flags``: what its automated QA found (``engine.qa.checks``: a
+    list of ``{"check", "score", "threshold", "reason"}``; empty: it passed or QA is off);
+    ``rerendered_from``: ``{"seed", "flags"}`` of its first render when QA had it rendered
+    again with ``seed`` (the policy ``rerender``)."""
 
     index: int
     seed: int
     artifact_id: str
     width: int
     height: int
+    flags: list[dict[str, Any]] = Field(default_factory=list)
+    rerendered_from: dict[str, Any] | None = None
 
 
 class JobResult(BaseModel):

@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import redis as redis_lib
@@ -37,6 +38,7 @@ from rq.timeouts import JobTimeoutException
 
 from engine.errors import CancelledError, UserError, internal_message
 from engine.events import EventStream, JobEvent
+from engine.ledger import Ledger, usage_record
 from engine.merging import CallCounters
 from engine.metrics import observe_render
 from engine.outage import Outage
@@ -194,19 +196,64 @@ def _render(ctx: WorkerContext, members: list[Member]) -> None:
         for member, lifeline, note in zip(members, lifelines, notes, strict=True)
     ]
     started = time.monotonic()
+    wall_started = time.time()
+    gpu_seconds: dict[str, float] = {}  # each job's share of the calls it was in
     try:
         outcomes: list[Any] = render_group(
-            requests, cache=ctx.cache, store=ctx.store, catalog=ctx.catalog, counters=ctx.counters
+            requests,
+            cache=ctx.cache,
+            store=ctx.store,
+            catalog=ctx.catalog,
+            counters=ctx.counters,
+            gpu_seconds=gpu_seconds,
         )
     except Exception as exc:  # nothing rendered: the model, say, could not be loaded
         outcomes = [exc] * len(members)
     observe_render(model=members[0].spec.model, seconds=time.monotonic() - started)
     ctx.counters.merged += len(members) - 1
     for member, outcome, lifeline, note in zip(members, outcomes, lifelines, notes, strict=True):
+        # Before the job's end is published, so the bot's review finds the record.
+        _record_usage(
+            ctx,
+            member,
+            outcome,
+            gpu_s=gpu_seconds.get(member.spec.id, 0.0),
+            started_at=wall_started,
+        )
         try:
             member.outcome = _settle(ctx, member, outcome, lifeline=lifeline, notes=note)
         except (Exception, JobVanished) as exc:  # what RQ records for this job
             member.outcome = exc
+
+
+def _record_usage(
+    ctx: WorkerContext, member: Member, outcome: Any, *, gpu_s: float, started_at: float
+) -> None:
+    """Write the job's usage record (``engine.ledger``). Best effort: a ledger that cannot
+    be written is logged and never fails the job its requester is waiting for."""
+    spec = member.spec
+    enqueued = member.rq_job.enqueued_at if member.rq_job is not None else None
+    if enqueued is not None and enqueued.tzinfo is None:
+        enqueued = enqueued.replace(tzinfo=UTC)  # RQ keeps UTC without saying so
+    queued_at = enqueued.timestamp() if enqueued is not None else spec.created_at
+    if isinstance(outcome, JobResult):
+        status, images = "done", list(outcome.images)
+    else:
+        status, images = ("cancelled" if isinstance(outcome, CancelledError) else "failed"), []
+    try:
+        record, outcomes = usage_record(
+            spec,
+            status=status,  # type: ignore[arg-type]
+            images=images,
+            gpu_s=gpu_s,
+            queue_wait_s=started_at - queued_at,
+            ended_at=time.time(),
+        )
+        Ledger(
+            redis=ctx.redis, key_prefix=ctx.settings.key_prefix, days=ctx.settings.ledger_days
+        ).write(record, outcomes)
+    except Exception:
+        log.warning("job %s: its usage record was not written", spec.id, exc_info=True)
 
 
 def _cancel_check(ctx: WorkerContext, spec: JobSpec) -> Callable[[], bool]:

@@ -1,7 +1,9 @@
 """``proofroom batch products.csv --template product-photo --variations 3 --out dir/``: the
 chat batch without chat. Same validation and planning as ``/imagine batch`` (every
 problem reported with its row before anything is queued), jobs on the ``bulk`` queue,
-then the images and a ``manifest.csv`` in ``--out``.
+then the images and a ``manifest.csv`` in ``--out`` (its ``flags`` column says what the
+worker's QA found; ``--unflagged`` writes only the images that passed, and lists only
+them).
 
 Without ``REDIS_URL`` it runs on the embedded default (in-process store and worker);
 with one, the jobs go to the real queue and any worker serving it renders them.
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.batch.manifest import ManifestEntry, manifest_csv
+from bot.batch.manifest import ManifestEntry, manifest_csv, unflagged
 from bot.batch.plan import (
     PlannedRow,
     enqueue_all,
@@ -51,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative", help="added to the template's negative prompt")
     parser.add_argument("--lora", action="append", default=[], metavar="NAME[:WEIGHT]")
     parser.add_argument("--out", "-o", type=Path, default=Path("out/batch"), help="output folder")
+    parser.add_argument(
+        "--unflagged",
+        action="store_true",
+        help="write only the images the automated QA did not flag (and list only them)",
+    )
     parser.add_argument(
         "--embedded-worker",
         action="store_true",
@@ -116,7 +123,7 @@ def _render(
             )
         finally:
             events.drop_group(group)
-    return _write(ended, rows=rows, out=args.out, settings=settings)
+    return _write(ended, rows=rows, out=args.out, settings=settings, only_unflagged=args.unflagged)
 
 
 def _wait(
@@ -137,7 +144,12 @@ def _wait(
 
 
 def _write(
-    ended: dict[str, JobEvent], *, rows: dict[str, PlannedRow], out: Path, settings: Settings
+    ended: dict[str, JobEvent],
+    *,
+    rows: dict[str, PlannedRow],
+    out: Path,
+    settings: Settings,
+    only_unflagged: bool = False,
 ) -> int:
     store = store_from_settings(settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,16 +164,29 @@ def _write(
             continue
         for image in event.result.images:
             name = image_file_name(number, image.index, image.seed)
-            (out / name).write_bytes(store.get(image.artifact_id))
+            flags = "; ".join(str(flag.get("reason", "")) for flag in image.flags)
+            if not (only_unflagged and flags):
+                (out / name).write_bytes(store.get(image.artifact_id))
             entries.append(
                 ManifestEntry(
-                    number, image.index + 1, name, image.seed, item.spec.prompt, "rendered", job_id
+                    number,
+                    image.index + 1,
+                    name,
+                    image.seed,
+                    item.spec.prompt,
+                    "rendered",
+                    job_id,
+                    flags,
                 )
             )
-    (out / "manifest.csv").write_bytes(manifest_csv(entries))
-    images = sum(1 for e in entries if e.state == "rendered")
+    flagged = sum(1 for e in entries if e.flags)
+    listed = unflagged(entries) if only_unflagged else entries
+    (out / "manifest.csv").write_bytes(manifest_csv(listed))
+    images = sum(1 for e in listed if e.state == "rendered")
     print(
         f"{images} images and manifest.csv in {out}/"
+        + (f"; {flagged} flagged by QA" if flagged and not only_unflagged else "")
+        + (f"; {flagged} flagged by QA left out" if flagged and only_unflagged else "")
         + (f"; {failed} row(s) failed" if failed else "")
     )
     return 1 if failed else 0

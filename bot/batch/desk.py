@@ -6,8 +6,10 @@ failures, ETA), then each row's images (one job per row, ``count`` = variations)
 stay grouped and each can be reviewed by reaction as any other image. Jobs go to the
 ``bulk`` queue so single ``/imagine`` requests stay fast. Everything is validated before
 the first job is queued (that the rows' models have workers too, ``bot.jobs.routing``: a
-batch for a model no worker renders is refused whole), and a failure while queueing cancels
-what was queued: no batch is ever half-enqueued. State lives in Redis (``bot.batch.state``).
+batch for a model no worker renders is refused whole; and that all its images fit in the
+requester's bulk images of the day, ``bot.quotas``: reserved at once or refused whole), and
+a failure while queueing cancels what was queued: no batch is ever half-enqueued. State
+lives in Redis (``bot.batch.state``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bot.batch.state import BatchState
 from bot.grammar.tokens import TokenizeError, command_tokens
 from bot.jobs.resolve import JobResolver
 from bot.ports import Cancel, ChatAdapter, CommandEvent, MessageRef, Submit, requester_key
+from bot.quotas.desk import QuotaDesk, Reservation
 from bot.records import JobRecord, dumps_ref, loads_ref
 from bot.state import BotState
 from engine.errors import UserError
@@ -55,6 +58,7 @@ class BatchDesk:
         max_rows: int,
         submit: Submit,
         cancel: Cancel,
+        quotas: QuotaDesk | None = None,
     ) -> None:
         self.adapter = adapter
         self.state = state
@@ -64,6 +68,7 @@ class BatchDesk:
         self.max_rows = max_rows
         self.submit = submit
         self.cancel = cancel
+        self.quotas = quotas  # None: no limits (a desk built without the service's checks)
 
     # -- commands -----------------------------------------------------------------------
 
@@ -115,6 +120,22 @@ class BatchDesk:
         )
         # Once for the whole batch, before anything is posted or queued.
         waiting = self.resolver.route(item.spec.model for item in planned)
+        reservation = self._reserve([item.spec for item in planned], event=event)
+        try:
+            return self._start(event, planned, request.template, variations, attachment, waiting)
+        except BaseException:
+            self._release(reservation)  # nothing of the batch was queued
+            raise
+
+    def _start(
+        self,
+        event: CommandEvent,
+        planned: list[PlannedRow],
+        template: str | None,
+        variations: int,
+        attachment: Any,
+        waiting: str | None,
+    ) -> str:
         batch_id = new_batch_id()
         images = len(planned) * variations
         thread = self.adapter.post(
@@ -122,7 +143,7 @@ class BatchDesk:
             text=(
                 f"\U0001f4e6 Batch `{batch_id}` from {texts.mention(event.user)}: {len(planned)} rows of "
                 f"`{texts.escape(attachment.filename)}` \u00d7 {variations} variation(s) with template "
-                f"`{request.template}` = {images} images on `{planned[0].spec.model}`. "
+                f"`{template}` = {images} images on `{planned[0].spec.model}`. "
                 "Each row's images follow below; react on each image to review it."
             ),
         )
@@ -173,10 +194,15 @@ class BatchDesk:
             spec = reseeded(record.spec, limits=self.resolver.limits, parent=job_id)
             planned.append((number, spec))
         waiting = self.resolver.route(spec.model for _, spec in planned)
+        reservation = self._reserve([spec for _, spec in planned], event=event)
         # A new generation: the manifest is posted again once the re-runs end.
         self.batches.next_generation(batch_id)
-        for number, spec in planned:
-            self._submit(batch_id, number, spec, thread=thread, requester=event.user)
+        try:
+            for number, spec in planned:
+                self._submit(batch_id, number, spec, thread=thread, requester=event.user)
+        except BaseException:
+            self._release(reservation)  # rare: the rows queued before it go uncounted
+            raise
         self._show_progress(batch_id)
         return (
             f"Re-running {len(planned)} row(s) of batch `{batch_id}` with new seeds: "
@@ -184,6 +210,16 @@ class BatchDesk:
             + (f"; {waiting}" if waiting else "")
             + "."
         )
+
+    def _reserve(self, specs: list[JobSpec], *, event: CommandEvent) -> Reservation | None:
+        """Every image of a batch (or of its re-runs) reserved at once, or ``QuotaExceeded``."""
+        if self.quotas is None:
+            return None
+        return self.quotas.reserve(specs, requester=event.user, roles=event.roles)
+
+    def _release(self, reservation: Reservation | None) -> None:
+        if self.quotas is not None and reservation is not None:
+            self.quotas.release(reservation)
 
     # -- job events ---------------------------------------------------------------------
 

@@ -1,5 +1,9 @@
 """Batch manifests: a CSV of every image and a zip of the approved ones.
 
+The ``flags`` column holds what the worker's automated QA found (``engine.qa``: its
+reasons, ``; ``-separated; empty when the image passed); :func:`unflagged` keeps only the
+images that passed.
+
 Spreadsheets execute cells that start with ``=``, ``+``, ``-``, ``@`` (and tab or
 carriage return); prompts come from users, so every cell is neutralised before
 it is written (OWASP's advice: prefix a single quote).
@@ -13,7 +17,7 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-MANIFEST_COLUMNS = ("row", "variation", "file", "seed", "prompt", "state", "job")
+MANIFEST_COLUMNS = ("row", "variation", "file", "seed", "prompt", "state", "job", "flags")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -28,12 +32,19 @@ class ManifestEntry:
     prompt: str
     state: str  # approved | rejected | pending | failed
     job: str
+    flags: str = ""  # the QA's reasons, "; "-separated; "" when it passed
 
 
 def neutralise(value: object) -> str:
     """A cell value a spreadsheet shows as text, never evaluates as a formula."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def unflagged(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
+    """The entries of images the QA did not flag (rows without an image are left out too:
+    there is nothing in them to use)."""
+    return [entry for entry in entries if entry.file and not entry.flags]
 
 
 def manifest_csv(entries: Iterable[ManifestEntry]) -> bytes:

@@ -119,6 +119,7 @@ class BatchReport:
                         prompt,
                         image.state,
                         row.job_id,
+                        "; ".join(image.flags),
                     )
                 )
         return entries, artifacts
@@ -132,6 +133,7 @@ class BatchReport:
             s: sum(e.state == s for e in entries)
             for s in ("approved", "rejected", "pending", "failed")
         }
+        flagged = sum(1 for e in entries if e.flags)
         data = manifest_csv(entries)
         self.store.put(data, suffix=".csv", meta={"batch": batch_id, "kind": "manifest"})
         self.adapter.upload(
@@ -143,6 +145,11 @@ class BatchReport:
                 f"Manifest of batch `{batch_id}`: {counts['approved']} approved, "
                 f"{counts['rejected']} rejected, {counts['pending']} waiting for review, "
                 f"{counts['failed']} failed row(s)."
+                + (
+                    f" {flagged} flagged by the automated QA (its `flags` column)."
+                    if flagged
+                    else ""
+                )
             ),
         )
         approved = [

@@ -5,6 +5,11 @@ The service hands the desk the calendars of its folder (``templates/calendars/*.
 ``bot.calendars.model``); only those for this bot's platform run here. :meth:`CalendarDesk.tick`
 is called from the event pump (``bot.jobs.pump``), so every adapter runs schedules without
 code of its own; ``bot.calendars.scheduler`` makes each week post once.
+
+A week's images are charged to the pseudo-user ``calendar`` of the platform, against the
+bulk images of its day (``PROOFROOM_QUOTAS__BULK_IMAGES_PER_DAY``, ``bot.quotas``): never to
+a person. A week over that limit is not posted at all; the channel is told once, and the
+log, and the week is not tried again.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from bot.grammar.parse import ImagineRequest
 from bot.grammar.tokens import TokenizeError, command_tokens
 from bot.jobs.resolve import JobResolver
 from bot.ports import ChatAdapter, CommandEvent, MessageRef, Submit, requester_key
+from bot.quotas.desk import QuotaDesk, QuotaExceeded
 from bot.state import BotState
+from bot.usage.desk import UsageFigures
 from engine.catalog import Catalog
 from engine.errors import CatalogError
+from engine.spec import JobSpec
 
 log = logging.getLogger(__name__)
 TICK_EVERY_S = 30.0
@@ -41,12 +49,16 @@ class CalendarDesk:
         submit: Submit,
         calendars: dict[str, Calendar],
         clock: Clock = utc_now,
+        quotas: QuotaDesk | None = None,
+        usage: UsageFigures | None = None,
     ) -> None:
         self.adapter = adapter
         self.state = state
         self.weeks = weeks
         self.resolver = resolver
         self.submit = submit
+        self.quotas = quotas  # None: no limits
+        self.usage = usage  # the week's GPU time and cost in the digest (bot.usage)
         platform = adapter.platform
         here = [c for c in calendars.values() if c.platform == platform]
         # Idle calendars (the shipped examples until a channel is set) are said once, at
@@ -75,10 +87,11 @@ class CalendarDesk:
         self._next_tick = time.monotonic() + TICK_EVERY_S
         return self.scheduler.tick()
 
-    def post_week(self, run: WeekRun) -> None:
+    def post_week(self, run: WeekRun) -> bool:
         """Open the week's thread and queue its images (bulk priority). A theme whose model
         no worker has rendered for a while is not posted (``bot.jobs.routing``): the
-        scheduler tries again on its next tick, within the catch-up window."""
+        scheduler tries again on its next tick, within the catch-up window. A week over the
+        calendar's quota is not posted and not tried again (False; the channel is told)."""
         calendar, theme = run.calendar, run.theme
         request = ImagineRequest(
             template=theme.template,
@@ -90,6 +103,33 @@ class CalendarDesk:
             request, requested_by=requester_key(self.adapter.platform, CALENDAR_USER)
         ).spec
         assert calendar.channel is not None  # idle calendars are never scheduled
+        spec = spec.model_copy(
+            update={"priority": "bulk", "origin": {"calendar": calendar.name, "week": run.key}}
+        )
+        reservation = None
+        if self.quotas is not None:
+            try:
+                reservation = self.quotas.reserve(
+                    [spec], requester=CALENDAR_USER, who="the content calendars"
+                )
+            except QuotaExceeded as exc:
+                log.warning("calendar %s %s not posted: %s", calendar.name, run.key, exc.message)
+                self.adapter.post(
+                    channel=calendar.channel,
+                    text=f"\U0001f5d3\ufe0f {run.title} was not posted: {exc.message}",
+                )
+                return False
+        try:
+            self._post_week(run, spec)
+        except BaseException:
+            if self.quotas is not None and reservation is not None:
+                self.quotas.release(reservation)  # the scheduler tries the week again
+            raise
+        return True
+
+    def _post_week(self, run: WeekRun, spec: JobSpec) -> None:
+        calendar, theme = run.calendar, run.theme
+        assert calendar.channel is not None
         thread = self.adapter.post(
             channel=calendar.channel,
             text=(
@@ -97,9 +137,6 @@ class CalendarDesk:
                 f"{theme.variations} images from template `{theme.template}` for this week. "
                 "React on each image to approve or reject it; the digest follows at the end of the week."
             ),
-        )
-        spec = spec.model_copy(
-            update={"priority": "bulk", "origin": {"calendar": calendar.name, "week": run.key}}
         )
         self.submit(spec, thread=thread, requester=CALENDAR_USER)
         self.weeks.add_week(calendar.name, run.key, thread=thread, title=run.title, job_id=spec.id)
@@ -140,6 +177,8 @@ class CalendarDesk:
             f"{counts['rejected']} rejected, {counts['pending']} waiting for review."
         ]
         lines += approved or ["No image is approved yet."]
+        if self.usage is not None:
+            lines.append(self.usage.line(job_ids))
         return thread, "\n".join(lines)
 
     # -- commands -----------------------------------------------------------------------

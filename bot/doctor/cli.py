@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from bot.doctor.chat import discord_check, slack_check
 from bot.doctor.host import disk_check, engine_probe, gpu_check, model_checks
+from bot.doctor.qa import qa_check
 from bot.doctor.redis_check import redis_check
 from bot.doctor.report import Check, exit_code, summary
 from bot.doctor.workers import worker_checks
@@ -49,6 +50,7 @@ def checks_of(settings: Settings, *, load: bool) -> Iterator[Check]:
     yield gpu_check(facts)
     yield from model_checks(facts, loaded=load)
     yield disk_check(folder=settings.data_dir, what="the store and approved exports")
+    yield qa_check(settings.qa)
     try:
         catalog = load_catalog(settings)
     except ValueError:

@@ -29,6 +29,8 @@ from bot.grammar.flags import (
     unknown_flag_message,
 )
 from bot.grammar.tokens import Token, TokenizeError, command_tokens
+from bot.usage.periods import PERIODS
+from bot.usage.report import GROUPS
 from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.settings import Limits
@@ -44,6 +46,7 @@ MetaName = Literal[
     "review",
     "repost",
     "reload",
+    "usage",
 ]
 META_NAMES: tuple[MetaName, ...] = get_args(MetaName)
 _LORA_TAG = re.compile(r"<lora:([^:<>]*)(?::([^<>]*))?>", re.IGNORECASE)
@@ -237,9 +240,33 @@ def _meta(tokens: list[Token]) -> Parsed | None:
         return None
     if name == "help" and len(tokens) == 2:
         return MetaCommand("help", tokens[1].value)
+    if name == "usage":
+        return _usage(tokens)
     if len(tokens) == 1:
         return MetaCommand(name)
     return None
+
+
+def _usage(tokens: list[Token]) -> Parsed | None:
+    """``usage [week|month] [by user|template|channel|model]`` as the argument
+    ``"PERIOD GROUP"`` (defaults: week, user); other words after ``usage`` make a prompt."""
+    if any(token.is_flag for token in tokens[1:]):
+        return None
+    words = [token.value.lower() for token in tokens[1:]]
+    period, by = "week", "user"
+    if words and words[0] in PERIODS:
+        period = words.pop(0)
+    if words and words[0] == "by":
+        if len(words) != 2 or words[1] not in GROUPS:
+            return BadCommand(
+                f"usage groups by {', '.join(GROUPS[:-1])} or {GROUPS[-1]}, e.g. "
+                "`/imagine usage month by template`"
+            )
+        by = words.pop(1)
+        words.pop(0)
+    if words:
+        return None  # "usage of light in a cathedral": a prompt
+    return MetaCommand("usage", f"{period} {by}")
 
 
 def _template_name(tokens: list[Token], catalog: Catalog) -> str | None:

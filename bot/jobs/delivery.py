@@ -136,7 +136,8 @@ class Delivery:
                 thread=job.thread.thread_id,
                 data=self.store.get(image.artifact_id),
                 filename=f"{job.spec.id}-{image.index}-{image.seed}.png",
-                text=_labelled(job, texts.caption(record, parent=parent)),
+                text=_labelled(job, texts.caption(record, parent=parent))
+                + texts.flagged(image.flags, rerendered=image.rerendered_from is not None),
                 votable=True,
             )
             record = record.model_copy(update={"message": ref, "root": job.root or ref.key})

@@ -71,6 +71,8 @@ def help_text() -> str:
             "`/imagine batch status [BATCH]`, `/imagine batch retry BATCH`.",
             "Calendars: `/imagine calendar` shows the next weekly threads; "
             "`/imagine calendar digest [NAME]` sums up this week's reviews.",
+            "Usage: `/imagine usage [week|month] [by user|template|channel|model]` shows "
+            "images, GPU time, cost per image and approval rate, with a chart.",
             f"Review by reacting on an image: {VOTE_EMOJI['approve']} approve, "
             f"{VOTE_EMOJI['reject']} reject, {VOTE_EMOJI['rerender']} re-render with a new seed.",
         ]

@@ -9,7 +9,7 @@ the sentence saying the job will wait for a worker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,13 +74,16 @@ class JobResolver:
         requested_by: str,
         attachments: Sequence[Attachment] = (),
         route: bool = True,
+        admit: Callable[[JobSpec], object] | None = None,
     ) -> ResolvedJob:
         """The spec for ``request``; :class:`UserError` with a sentence for the user.
 
         Attached images make an img2img, inpaint or ControlNet job (``bot.jobs.inputs``); they
         are checked like the worker will check them and then put in the store, and the spec
         carries their artifact ids. ``route``: check that its model has workers (a desk that
-        resolves many jobs checks them all at once with :meth:`route` instead).
+        resolves many jobs checks them all at once with :meth:`route` instead). ``admit``:
+        the last check (the user's quotas, ``bot.quotas``), called with the spec after every
+        other one and before attached images are stored; it refuses with a ``UserError``.
         """
         for name in request.flags:
             raise UserError(
@@ -156,13 +159,18 @@ class JobResolver:
             prepared = check_inputs(inputs, spec_size=(width, height), settings=self.settings)
             # Every other check first, with stand-in ids, so a refused command stores nothing.
             stand_ins = dict.fromkeys(store_fields(inputs), STAND_IN_ID)
-            new_spec(limits=self.limits, seed=request.seed, **fields, **stand_ins)
+            stand_in = new_spec(limits=self.limits, seed=request.seed, **fields, **stand_ins)
             waiting = self.route([model.name]) if route else None  # last: it asks Redis
+            if admit is not None:
+                admit(stand_in)
             fields |= store_inputs(inputs, store=self.store, requested_by=requested_by)
             spec = new_spec(limits=self.limits, seed=request.seed, **fields)
             return ResolvedJob(spec, prepared, waiting)
         spec = new_spec(limits=self.limits, seed=request.seed, **fields)
-        return ResolvedJob(spec, None, self.route([model.name]) if route else None)
+        waiting = self.route([model.name]) if route else None
+        if admit is not None:
+            admit(spec)
+        return ResolvedJob(spec, None, waiting)
 
     def route(self, models: Iterable[str]) -> str | None:
         """Before jobs on ``models`` are queued: the sentence saying they will wait for a

@@ -30,6 +30,7 @@ from bot.records import ImageRecord, ImageState
 from bot.review.export import export_image, unexport
 from bot.settings import ReviewPolicy
 from bot.state import BotState
+from bot.usage.state import UsageState
 from engine.settings import Limits
 from engine.spec import JobSpec, reseeded
 from engine.store import ArtifactStore
@@ -68,6 +69,7 @@ class ReviewDesk:
         limits: Limits,
         resubmit: Resubmit,
         approvals: Approvals | None = None,
+        usage: UsageState | None = None,
     ) -> None:
         self.adapter = adapter
         self.state = state
@@ -77,6 +79,7 @@ class ReviewDesk:
         self.limits = limits
         self.resubmit = resubmit
         self.approvals = approvals
+        self.usage = usage  # the usage ledger's image outcomes (bot.usage)
 
     def handle_reaction(self, event: ReactionEvent) -> None:
         """Apply one reaction added or removed on any message (others are ignored)."""
@@ -203,6 +206,8 @@ class ReviewDesk:
                 self._say(image, texts.still_rejected(image, rejecters=rejecters))
             return
         self.state.set_image_field(image.message, "state", new)
+        if self.usage is not None:
+            self.usage.set_outcome(image.job_id, image.index, new)
         self.state.set_pending(image, pending=new == "pending")
         if old == "approved":
             unexport(

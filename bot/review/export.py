@@ -1,7 +1,8 @@
 """Approved images leave the review as files: ``<job>-<index>-<seed>.png`` with a
 ``.json`` sidecar holding everything needed to render the image again and to know who
-approved it. The PNG is the stored artifact byte for byte, so its A1111 ``parameters``
-chunk survives."""
+approved it, and what the worker's automated QA found (``qa``: scores and flags, from the
+PNG's ``proofroom`` chunk; null for an image rendered without QA). The PNG is the stored
+artifact byte for byte, so its A1111 ``parameters`` chunk survives."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.records import ImageRecord
-from engine.metadata import read_parameters
+from engine.metadata import read_parameters, read_proofroom
 from engine.spec import JobSpec
 from engine.store import ArtifactStore, atomic_write
 
@@ -37,6 +38,7 @@ def export_image(
     sidecar_path = png_path.with_suffix(".json")
     atomic_write(png_path, png)
     content = sidecar(image=image, spec=spec, approvers=approvers, parameters=read_parameters(png))
+    content["qa"] = (read_proofroom(png) or {}).get("qa")  # the worker's scores and flags
     atomic_write(sidecar_path, json.dumps(content, indent=2).encode())
     return png_path, sidecar_path
 

@@ -17,6 +17,12 @@ priority}``
 ``proofroom_jobs_total{outcome}``           counter jobs ended: done, failed, cancelled
 ``proofroom_images_reviewed_total           counter images approved and rejected
 {decision}``
+``proofroom_usage_images_total``            counter images delivered (the usage ledger)
+``proofroom_usage_gpu_seconds_total``       counter GPU seconds spent rendering them
+``proofroom_usage_cost{where}``             gauge   what that GPU time cost ``here``, and what
+                                                    the images would have cost in the ``cloud``,
+                                                    at the configured rates (a gauge: a new
+                                                    rate changes the past)
 ``proofroom_event_stream_lag{group}``       gauge   job events a bot's group has not read yet
 ``proofroom_event_stream_pending{group}``   gauge   job events it read but not acknowledged
 ==========================================  ======  ==========================================
@@ -36,6 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from bot.serve.state import ServeState
+from bot.usage.report import Rates
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +117,8 @@ class RedisCollector(Collector):
             reviewed.add_metric([decision], snapshot.decisions.get(decision, 0))
         yield reviewed
 
+        yield from _usage(snapshot.usage, Rates.from_settings(self.state.settings))
+
         lag = GaugeMetricFamily(
             "proofroom_event_stream_lag",
             "Job events a consumer group has not read yet",
@@ -126,6 +135,29 @@ class RedisCollector(Collector):
             pending.add_metric([group.name], group.pending)
         yield lag
         yield pending
+
+
+def _usage(
+    totals: dict[str, float], rates: Rates
+) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """The usage ledger's totals (``engine.ledger``) and their cost."""
+    images, gpu_s = totals.get("images", 0.0), totals.get("gpu_s", 0.0)
+    yield CounterMetricFamily(
+        "proofroom_usage_images", "Images delivered, from the usage ledger", value=images
+    )
+    yield CounterMetricFamily(
+        "proofroom_usage_gpu_seconds",
+        "GPU seconds spent rendering, from the usage ledger",
+        value=gpu_s,
+    )
+    cost = GaugeMetricFamily(
+        "proofroom_usage_cost",
+        f"Cost of the rendering in {rates.currency}: here (GPU time) and at the cloud price",
+        labels=["where"],
+    )
+    cost.add_metric(["here"], gpu_s * rates.gpu_hour_cost / 3600)
+    cost.add_metric(["cloud"], images * rates.cloud_price_per_image)
+    yield cost
 
 
 def registry(state: ServeState, *, extra: Iterable[Collector] = ()) -> CollectorRegistry:

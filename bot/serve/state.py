@@ -7,6 +7,8 @@ time, so that every replica of the service answers the same.
   ``rq:queues`` on first use, and those of the pools live workers serve), and their length.
 - Counters kept by the writers: jobs ended by outcome (``engine.events.outcomes_key``) and
   images approved and rejected (``bot.state.decisions_key``).
+- The usage ledger's totals over all time: jobs, images delivered, GPU seconds
+  (``engine.ledger``, read through ``bot.usage.state``).
 - The job-event stream's consumer groups (``XINFO GROUPS``): entries not yet read (``lag``)
   and read but not acknowledged (``pending``).
 """
@@ -19,6 +21,7 @@ from typing import Any
 import redis as redis_lib
 
 from bot.state import decisions_key
+from bot.usage.state import UsageState
 from engine.events import EventStream, outcomes_key
 from engine.pools import PoolDirectory
 from engine.queue import parse_queue_name, queue_names
@@ -49,6 +52,7 @@ class Snapshot:
     outcomes: dict[str, int] = field(default_factory=dict)
     decisions: dict[str, int] = field(default_factory=dict)
     groups: list[GroupLag] = field(default_factory=list)
+    usage: dict[str, float] = field(default_factory=dict)  # jobs, images, gpu_s
 
 
 class ServeState:
@@ -104,6 +108,7 @@ class ServeState:
             outcomes=_counts(outcomes),
             decisions=_counts(decisions),
             groups=self.event_groups(),
+            usage=UsageState(redis=self.redis, settings=self.settings).totals(),
         )
 
     def event_groups(self) -> list[GroupLag]:

@@ -67,6 +67,17 @@ class Notice:
     thread: str | None
 
 
+@dataclass(frozen=True)
+class PrivateFile:
+    """A file given to one user alone."""
+
+    channel: str
+    user: str
+    text: str
+    filename: str
+    data: bytes
+
+
 class FakeAdapter:
     """In-memory ``ChatAdapter``: messages get ids ``m1``, ``m2``...; thread-safe."""
 
@@ -74,6 +85,7 @@ class FakeAdapter:
         self.platform = platform
         self.messages: dict[str, FakeMessage] = {}
         self.notices: list[Notice] = []
+        self.private: list[PrivateFile] = []  # files given to one user (a direct message)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -125,6 +137,14 @@ class FakeAdapter:
         self._call("notify", channel=channel, user=user, text=text, thread=thread)
         with self._lock:
             self.notices.append(Notice(channel, user, text, thread))
+
+    def upload_private(
+        self, *, channel: str, user: str, data: bytes, filename: str, text: str
+    ) -> None:
+        """Record a file given to one user (``private``)."""
+        self._call("upload_private", channel=channel, user=user, filename=filename, text=text)
+        with self._lock:
+            self.private.append(PrivateFile(channel, user, text, filename, data))
 
     def thread(self, ref: MessageRef | str) -> list[FakeMessage]:
         """The thread's first message and its replies, in order."""

@@ -118,6 +118,17 @@ class DiscordAdapter:
         message instead, since that is usually the news."""
         self._wait(self.anotify(channel=channel, user=user, text=text, thread=thread))
 
+    def upload_private(
+        self, *, channel: str, user: str, data: bytes, filename: str, text: str
+    ) -> None:
+        """A direct message with the file (a command's answer here is ephemeral); with
+        the user's DMs closed, their mention and the file in ``channel`` instead."""
+        self._wait(
+            self.aupload_private(
+                channel=channel, user=user, data=data, filename=filename, text=text
+            )
+        )
+
     # ---- the same on the event loop ------------------------------------------------------
     async def apost(self, *, channel: str, text: str, thread: str | None = None) -> MessageRef:
         """Coroutine of :meth:`post`."""
@@ -183,6 +194,23 @@ class DiscordAdapter:
             self._spawn(self._seed_reactions(posted))
         return MessageRef(PLATFORM, channel, str(posted.id), thread)
 
+    async def aupload_private(
+        self, *, channel: str, user: str, data: bytes, filename: str, text: str
+    ) -> None:
+        """Coroutine of :meth:`upload_private`."""
+        try:
+            recipient = self._client.get_user(int(user)) or await self._client.fetch_user(int(user))
+            await recipient.send(
+                content=message_text(text),
+                file=discord.File(io.BytesIO(data), filename=filename),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as exc:  # DMs closed: into the channel, for them
+            log.info("no direct message to user %s (%s); posting in the channel", user, exc)
+            await self.aupload(
+                channel=channel, thread=None, data=data, filename=filename, text=f"<@{user}> {text}"
+            )
+
     # ---- inbound: reactions, roles, limits ----------------------------------------------
     async def reaction_event(self, raw: discord.RawReactionActionEvent) -> ReactionEvent | None:
         """The port's value for a raw gateway reaction; None for emoji that mean no vote
@@ -212,6 +240,7 @@ class DiscordAdapter:
             added=raw.event_type == "REACTION_ADD",
             roles=roles,
             event_id=None,  # the gateway has no event ids; a resumed session replays nothing twice
+            guild=str(raw.guild_id),
         )
 
     def remember_upload_limit(self, *, channel: str, limit: int) -> None:

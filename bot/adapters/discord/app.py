@@ -185,6 +185,7 @@ class ProofroomDiscord(discord.Client):
             roles=await self.adapter.directory.roles_of(
                 guild_id=interaction.guild_id, user_id=interaction.user.id, member=member
             ),
+            guild=str(interaction.guild_id),  # the allow list may name the server
         )
         return await asyncio.to_thread(self.service.handle_command, event)
 

@@ -163,6 +163,17 @@ class ShellAdapter:
         with self._lock:
             self._print(_plain(f"  (only {user}) {text}"), None)
 
+    def upload_private(
+        self, *, channel: str, user: str, data: bytes, filename: str, text: str
+    ) -> None:
+        """Save the file and print its caption and path for ``user`` (one person at a
+        terminal: no direct messages to go by)."""
+        with self._lock:
+            self.image_dir.mkdir(parents=True, exist_ok=True)
+            path = self.image_dir / Path(filename).name  # names come from the bot; stay inside
+            path.write_bytes(data)
+            self._print(_plain(f"  (only {user}) {text}\n    {path}"), None)
+
     def say(self, text: str) -> None:
         """Print a line of the shell itself (replies, help)."""
         with self._lock:

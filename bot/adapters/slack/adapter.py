@@ -182,6 +182,21 @@ class SlackAdapter:
         except SlackChannelRefused:
             self._call("chat_postMessage", channel=user, text=text)
 
+    def upload_private(
+        self, *, channel: str, user: str, data: bytes, filename: str, text: str
+    ) -> None:
+        """A direct message (the app's Messages tab) with the file: an ephemeral reply
+        cannot carry one. ``conversations.open`` gives the DM's channel id."""
+        opened = self._call("conversations_open", users=user)
+        self._call(
+            "files_upload_v2",
+            channel=opened["channel"]["id"],
+            file=data,
+            filename=filename,
+            title=filename,
+            initial_comment=mrkdwn(text),
+        )
+
     # ---- incoming payloads ----------------------------------------------------------
     def reaction_event(
         self, *, event: dict[str, Any], event_id: str | None

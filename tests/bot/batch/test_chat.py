@@ -66,7 +66,8 @@ def test_a_batch_makes_one_thread_with_one_progress_message_and_grouped_rows(cha
     status = chat.command(f"/imagine batch status {batch_id}")
     assert status.text.startswith(f"Batch `{batch_id}`: 3/3 rows"), status.text
     rows = manifest_rows(chat, reply.thread)
-    assert rows[0] == ["row", "variation", "file", "seed", "prompt", "state", "job"]
+    assert rows[0] == ["row", "variation", "file", "seed", "prompt", "state", "job", "flags"]
+    assert {r[7] for r in rows[1:]} == {""}  # the tiny model's images pass the QA
     assert [(r[0], r[1], r[3], r[5]) for r in rows[1:]] == [
         ("2", "1", "100", "approved"), ("2", "2", "101", "pending"),
         ("3", "1", "102", "pending"), ("3", "2", "103", "approved"),

@@ -21,7 +21,7 @@ def test_formula_cells_are_escaped() -> None:
     )
     text = manifest_csv([entry]).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == ["row", "variation", "file", "seed", "prompt", "state", "job"]
+    assert rows[0] == ["row", "variation", "file", "seed", "prompt", "state", "job", "flags"]
     assert rows[1][4] == '\'=HYPERLINK("x")'
     assert rows[1][:4] == ["2", "1", "a.png", "5"]
 

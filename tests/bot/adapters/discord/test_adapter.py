@@ -287,3 +287,17 @@ def test_the_bots_own_reactions_are_ignored(make_bot):
         )
         is None
     )
+
+
+def test_a_private_upload_goes_by_direct_message(make_bot, fake_discord: FakeDiscord):
+    # /imagine usage's chart: the command's answer is ephemeral and carries no file.
+    adapter = make_bot().adapter
+    adapter.upload_private(
+        channel=CHANNEL_ID, user=USER, data=b"\x89PNG...", filename="usage.png", text="Per day"
+    )
+    [opened] = fake_discord.calls_to("POST", "/users/@me/channels")
+    assert str(opened.json["recipient_id"]) == USER
+    [dm] = [c for c in fake_discord.channel_posts() if c.files]
+    assert dm.path != f"/channels/{CHANNEL_ID}/messages"
+    assert dm.files == [("usage.png", b"\x89PNG...")]
+    assert dm.json["content"] == "Per day"

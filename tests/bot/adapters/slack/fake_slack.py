@@ -190,6 +190,8 @@ class FakeSlack:
             }
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._next_ts()}
+        if method == "conversations.open":  # the bot's direct message with a user
+            return {"ok": True, "channel": {"id": f"D{args['users']}"}}
         if method == "files.getUploadURLExternal":
             file_id = f"FBOT{len(self.uploads) + 1:04d}"
             self.uploads[file_id] = {

@@ -199,3 +199,15 @@ def test_edits_are_paced_below_the_rate_limit(
         "step 1",
         "step 2",
     ]
+
+
+def test_a_private_upload_goes_by_direct_message(adapter: SlackAdapter, fake_slack: FakeSlack):
+    # /imagine usage's chart: an ephemeral answer cannot carry a file.
+    adapter.upload_private(
+        channel="C1", user="U1", data=b"\x89PNG...", filename="usage.png", text="Images per day"
+    )
+
+    assert fake_slack.calls_to("conversations.open")[0].args["users"] == "U1"
+    complete = fake_slack.calls_to("files.completeUploadExternal")[0].args
+    assert (complete["channel_id"], complete["initial_comment"]) == ("DU1", "Images per day")
+    assert not complete.get("thread_ts")
