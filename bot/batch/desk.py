@@ -83,8 +83,13 @@ class BatchDesk:
             return None
         rest = tokens[1:]
         word = rest[0].value.lower() if rest else ""
-        if word == "status" and len(rest) <= 2:
-            return self.status(event, rest[1].value if len(rest) == 2 else None)
+        if word == "status" and len(rest) <= 3:
+            # `status [batch] [unflagged]`: the manifest of the images the QA did not flag.
+            words = [t.value for t in rest[1:]]
+            unflagged = bool(words) and words[-1].lower() == "unflagged"
+            words = words[:-1] if unflagged else words
+            if len(words) <= 1:
+                return self.status(event, words[0] if words else None, unflagged=unflagged)
         if word == "retry" and len(rest) <= 2:
             try:
                 return self.retry(event, rest[1].value if len(rest) == 2 else None)
@@ -167,14 +172,16 @@ class BatchDesk:
             f"are in the thread; `/imagine batch status {batch_id}` sends the manifest."
         )
 
-    def status(self, event: CommandEvent, batch_id: str | None) -> str:
-        """Summary of a batch (default: the channel's latest) and its manifest in the thread."""
+    def status(self, event: CommandEvent, batch_id: str | None, *, unflagged: bool = False) -> str:
+        """Summary of a batch (default: the channel's latest) and its manifest in the thread;
+        ``unflagged``: the manifest and zip list only the images the QA checks passed."""
         batch_id = batch_id or self.batches.latest(event.channel)
         fields = self.batches.fields(batch_id) if batch_id else None
         if batch_id is None or fields is None:
             return "There is no batch in this channel yet; " + BATCH_USAGE
-        self.report.post_manifest(batch_id, fields)
-        return self.report.summary(batch_id, fields) + " The manifest is in the batch's thread."
+        self.report.post_manifest(batch_id, fields, unflagged=unflagged)
+        which = "manifest of the unflagged images" if unflagged else "manifest"
+        return self.report.summary(batch_id, fields) + f" The {which} is in the batch's thread."
 
     def retry(self, event: CommandEvent, batch_id: str | None) -> str:
         """Re-run the failed rows and the rows with a rejected image, with new seeds."""

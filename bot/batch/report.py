@@ -124,11 +124,16 @@ class BatchReport:
                 )
         return entries, artifacts
 
-    def post_manifest(self, batch_id: str, fields: dict[str, str]) -> None:
+    def post_manifest(
+        self, batch_id: str, fields: dict[str, str], *, unflagged: bool = False
+    ) -> None:
         """Upload the manifest CSV and the approved images (zip, split to the upload limit)
-        into the batch's thread; both are kept in the store too."""
+        into the batch's thread; both are kept in the store too. ``unflagged``: only the
+        rows whose image the automated QA did not flag (``/imagine batch status unflagged``)."""
         thread = loads_ref(json.loads(fields["meta"])["thread"])
         entries, artifacts = self.entries(fields)
+        if unflagged:
+            entries = [e for e in entries if not e.flags]
         counts = {
             s: sum(e.state == s for e in entries)
             for s in ("approved", "rejected", "pending", "failed")
@@ -140,7 +145,7 @@ class BatchReport:
             channel=thread.channel,
             thread=thread.thread_id,
             data=data,
-            filename=f"batch-{batch_id}-manifest.csv",
+            filename=f"batch-{batch_id}-manifest{'-unflagged' if unflagged else ''}.csv",
             text=(
                 f"Manifest of batch `{batch_id}`: {counts['approved']} approved, "
                 f"{counts['rejected']} rejected, {counts['pending']} waiting for review, "

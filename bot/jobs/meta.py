@@ -68,7 +68,7 @@ def help_text() -> str:
             "`/imagine review`, `/imagine repost JOB`; admins: `/imagine reload`.",
             "Batches: attach a CSV to `/imagine batch TEMPLATE --variations 3 --seed 100` "
             "(one row per product, columns named like the template's variables); "
-            "`/imagine batch status [BATCH]`, `/imagine batch retry BATCH`.",
+            "`/imagine batch status [BATCH] [unflagged]`, `/imagine batch retry BATCH`.",
             "Calendars: `/imagine calendar` shows the next weekly threads; "
             "`/imagine calendar digest [NAME]` sums up this week's reviews.",
             "Usage: `/imagine usage [week|month] [by user|template|channel|model]` shows "

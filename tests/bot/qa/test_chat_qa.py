@@ -6,6 +6,8 @@ image after the first of a job is flagged."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -60,3 +62,11 @@ def test_a_batch_manifest_in_the_chat_has_a_flags_column(chat: FakeChat) -> None
     assert rows[0][-1] == "flags"
     assert [row[-1] for row in rows[1:]][0] == ""
     assert rows[2][-1].startswith("near-duplicate of image 1 (distance ")
+
+    status = chat.command("/imagine batch status unflagged")
+    assert status.text.endswith("The manifest of the unflagged images is in the batch's thread.")
+    [unflagged] = [
+        m for m in chat.images(reply.thread) if m.filename.endswith("-manifest-unflagged.csv")
+    ]
+    kept = list(csv.reader(io.StringIO(unflagged.data.decode("utf-8-sig"))))
+    assert kept[0] == rows[0] and kept[1:] == [rows[1]]  # the flagged variation is left out
