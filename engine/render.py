@@ -196,17 +196,7 @@ def _render_slots(
                 continue  # cancelled during the call: its images are not delivered
             try:
                 if isinstance(pixels, str):  # RETRY_ALONE
-                    alone = time.perf_counter()
-                    pixels = render_alone(
-                        pipe,
-                        job.spec,
-                        index,
-                        inputs=job.inputs,
-                        encode=partial(job.conditioning, pipe),
-                        callback=_cancel_only(job),
-                        label=job.label(index),
-                    )
-                    _charge(gpu_seconds, job.spec.id, time.perf_counter() - alone)
+                    pixels = _alone(pipe, job, index, gpu_seconds=gpu_seconds)
                 job.keep(
                     pipe,
                     index,
@@ -262,14 +252,20 @@ def _rerender_of(
     spec = job.spec
     if spec.mode in (Mode.img2img, Mode.inpaint) and denoising_steps(spec) == 0:
         return None
-    return partial(_rerender, pipe, job, index, gpu_seconds=gpu_seconds)
+    return lambda seed: _alone(pipe, job, index, gpu_seconds=gpu_seconds, seed=seed)
 
 
-def _rerender(
-    pipe: Any, job: JobImages, index: int, seed: int, *, gpu_seconds: dict[str, float]
+def _alone(
+    pipe: Any,
+    job: JobImages,
+    index: int,
+    *,
+    gpu_seconds: dict[str, float],
+    seed: int | None = None,
 ) -> Any:
-    """Image ``index`` of ``job`` once more, alone, from ``seed``: the one re-render the QA
-    policy ``rerender`` gives a flagged image (``engine.qa``); its seconds are the job's."""
+    """Image ``index`` of ``job`` in a call of its own, its seconds charged to the job: a
+    retry after a non-finite batch (its own seed), or the one re-render the QA policy
+    ``rerender`` gives a flagged image (``seed``: a new one, ``engine.qa``)."""
     started = time.perf_counter()
     try:
         return render_alone(
@@ -279,7 +275,7 @@ def _rerender(
             inputs=job.inputs,
             encode=partial(job.conditioning, pipe),
             callback=_cancel_only(job),
-            label=f"{job.label(index)} (QA re-render)",
+            label=job.label(index) + ("" if seed is None else " (QA re-render)"),
             seed=seed,
         )
     finally:
