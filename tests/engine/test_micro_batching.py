@@ -23,6 +23,7 @@ from engine.queue import JobQueue
 from engine.spec import JobResult, JobSpec, LoraRef
 from engine.store import LocalStore
 from tests.engine.jobs_fixtures import WorkerProcess, tiny_spec, wait_kind, wait_terminal, wipe
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +44,14 @@ class Rig:
         self.workers.append(worker)
         worker.wait_ready(self.redis)
         return worker
+
+    def stats(self, worker: WorkerProcess, *, jobs: int) -> dict[str, int]:
+        """``worker``'s counters once it has counted ``jobs`` jobs: it publishes a job's end
+        before it counts the job, so a test that saw the end may read the counters early."""
+        return wait_for(
+            lambda: (stats := worker.stats(self.redis)).get("jobs") == jobs and stats,
+            what=f"{worker.name} to count {jobs} job(s)",
+        )
 
     def done(self, job_id: str) -> JobResult:
         end = wait_terminal(self.events, job_id, timeout=120)
@@ -80,15 +89,15 @@ def test_a_job_of_four_images_renders_in_one_call_that_matches_solo_renders(rig:
     four = rig.queue.enqueue(_job("U1", "a red mug", 500, count=4))
     worker = rig.worker()
     batch = rig.done(four)
-    stats = worker.stats(rig.redis)
-    assert (stats["calls"], stats["images"], stats["jobs"]) == (1, 4, 1)
+    stats = rig.stats(worker, jobs=1)
+    assert (stats["calls"], stats["images"]) == (1, 4)
 
     # Each image is the one its seed gives alone (queued one at a time, so none merge).
     for image in batch.images:
         solo = rig.done(rig.queue.enqueue(_job("U1", "a red mug", image.seed)))
         apart = rig.pixels(image.artifact_id) - rig.pixels(solo.images[0].artifact_id)
         assert np.abs(apart).max() <= BATCH_TOLERANCE
-    assert worker.stats(rig.redis)["calls"] == 5
+    assert rig.stats(worker, jobs=5)["calls"] == 5
 
 
 def test_compatible_jobs_of_four_people_render_in_one_call(rig: Rig) -> None:
@@ -103,8 +112,8 @@ def test_compatible_jobs_of_four_people_render_in_one_call(rig: Rig) -> None:
 
     results = {job_id: rig.done(job_id) for job_id in ids}
 
-    stats = worker.stats(rig.redis)
-    assert (stats["calls"], stats["images"], stats["merged"], stats["jobs"]) == (1, 4, 3, 4)
+    stats = rig.stats(worker, jobs=4)
+    assert (stats["calls"], stats["images"], stats["merged"]) == (1, 4, 3)
     for spec in specs:
         result = results[spec.id]
         # Each job gets its own images, with its own seeds, in its own thread.
@@ -141,8 +150,8 @@ def test_incompatible_jobs_are_never_merged(rig: Rig) -> None:
     for job_id in ids:
         rig.done(job_id)
 
-    stats = worker.stats(rig.redis)
-    assert (stats["calls"], stats["merged"], stats["jobs"]) == (5, 0, 5)
+    stats = rig.stats(worker, jobs=5)
+    assert (stats["calls"], stats["merged"]) == (5, 0)
 
 
 def test_an_interactive_job_goes_before_waiting_bulk_jobs(rig: Rig) -> None:
@@ -172,7 +181,7 @@ def test_bulk_jobs_ride_along_only_within_the_cap_and_after_interactive_ones(rig
 
     # First call: the leader (2), the waiting interactive job (1) and the bulk job that
     # still fits (1): 4 images. The bulk job of 2 did not fit and had its own call.
-    stats = worker.stats(rig.redis)
+    stats = rig.stats(worker, jobs=4)
     assert (stats["calls"], stats["images"], stats["merged"]) == (2, 6, 2)
     order = rig.started_order(ids)
     assert order[-1] == early_bulk.id
@@ -186,7 +195,7 @@ def test_merging_off_renders_each_job_in_its_own_call(rig: Rig) -> None:
     for job_id in ids:
         rig.done(job_id)
 
-    stats = worker.stats(rig.redis)
+    stats = rig.stats(worker, jobs=3)
     assert (stats["calls"], stats["merged"]) == (3, 0)
 
 
@@ -205,7 +214,7 @@ def test_a_crash_during_a_merged_call_gives_every_job_back(rig: Rig) -> None:
     for job_id in ids:
         kinds = [e.kind for e in rig.events.history(job_id)]
         assert kinds.count("done") == 1 and kinds.count("started") == 2
-    assert second.stats(rig.redis)["jobs"] == 4
+    assert rig.stats(second, jobs=4)
 
 
 def test_cancelling_one_job_of_a_merged_call_leaves_the_others(rig: Rig) -> None:
