@@ -33,7 +33,7 @@ import redis as redis_lib
 
 from bot.ports import MessageRef, Vote
 from bot.records import ImageRecord, ImageState, JobOutcome, JobRecord, ReviewedImage
-from engine.redis_values import as_text
+from engine.redis_values import as_text, delete_if_held
 from engine.spec import ImageResult, JobResult
 
 
@@ -211,15 +211,7 @@ class BotState:
         try:
             yield
         finally:
-            with self.redis.pipeline() as pipe:
-                try:
-                    pipe.watch(key)
-                    if as_text(pipe.get(key) or b"") == token:
-                        pipe.multi()
-                        pipe.delete(key)
-                        pipe.execute()
-                except redis_lib.WatchError:
-                    pass  # expired and taken by someone else: theirs now
+            delete_if_held(self.redis, key, token=token)  # expired and taken: theirs now
 
     # -- votes ----------------------------------------------------------------------------
 

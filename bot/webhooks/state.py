@@ -25,7 +25,7 @@ from typing import Literal, cast
 import redis as redis_lib
 
 from bot.webhooks.payload import Approval
-from engine.redis_values import as_text
+from engine.redis_values import as_text, delete_if_held
 
 Status = Literal["pending", "delivered", "failed"]
 
@@ -128,16 +128,7 @@ class WebhookState:
 
     def release(self, key: str, *, owner: str) -> None:
         """Give ``key`` back, if ``owner`` still holds it (a lease that ran out is another's)."""
-        claim = self._key("webhook-claim", key)
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(claim)
-                if as_text(pipe.get(claim) or b"") == owner:
-                    pipe.multi()
-                    pipe.delete(claim)
-                    pipe.execute()
-            except redis_lib.WatchError:
-                pass
+        delete_if_held(self.redis, self._key("webhook-claim", key), token=owner)
 
     def finish(
         self, key: str, *, platform: str, status: Status, attempts: int, error: str = ""
