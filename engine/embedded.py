@@ -31,7 +31,7 @@ import redis as redis_lib
 from rq.timeouts import TimerDeathPenalty
 
 from engine import tasks
-from engine.private_redis import PrivateRedis, find_binary, is_off
+from engine.private_redis import PrivateRedis, PrivateRedisError, find_binary, is_off
 from engine.recovery import Heartbeat, RecoveryConfig
 from engine.settings import Settings
 from engine.worker import ProofroomWorker, make_worker, start_context
@@ -115,6 +115,16 @@ def open_chat_redis(settings: Settings) -> ChatRedis:
         where += ", shared with another chat process"
     log.info("state kept in %s", where)
     return ChatRedis(client=client, durable=True, where=where, server=server)
+
+
+def chat_redis_or_none(settings: Settings) -> ChatRedis | None:
+    """:func:`open_chat_redis`, or None after logging its sentence when the private
+    ``redis-server`` cannot start (the chat process then exits with status 2)."""
+    try:
+        return open_chat_redis(settings)
+    except PrivateRedisError as exc:
+        log.error("%s", exc)
+        return None
 
 
 class ThreadWorker(ProofroomWorker):

@@ -17,8 +17,7 @@ import redis as redis_lib
 
 from bot.serve.service import HttpService
 from bot.settings import BotSettings
-from engine.embedded import open_chat_redis, worker_if_needed
-from engine.private_redis import PrivateRedisError
+from engine.embedded import chat_redis_or_none, worker_if_needed
 from engine.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -55,10 +54,8 @@ def run(args: argparse.Namespace) -> int:
     bot_settings = BotSettings()
     host = args.host or bot_settings.serve_host
     port = bot_settings.serve_port if args.port is None else args.port
-    try:
-        store = open_chat_redis(settings)  # REDIS_URL, the data folder's redis-server, or memory
-    except PrivateRedisError as exc:
-        log.error("%s", exc)
+    store = chat_redis_or_none(settings)  # REDIS_URL, the data folder's redis-server, or memory
+    if store is None:
         return 2
     redis = store.client
     slack = _slack(settings=settings, bot_settings=bot_settings, redis=redis)

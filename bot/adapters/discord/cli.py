@@ -31,9 +31,8 @@ from bot.adapters.discord.app import ProofroomDiscord
 from bot.adapters.discord.settings import DiscordSettings
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.embedded import open_chat_redis, worker_if_needed
+from engine.embedded import chat_redis_or_none, worker_if_needed
 from engine.model_folders import load_catalog
-from engine.private_redis import PrivateRedisError
 from engine.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -94,10 +93,8 @@ def serve(*, discord_settings: DiscordSettings, embedded_worker: bool) -> int:
         log.error("%s", exc)
         return 2
     settings = get_settings()
-    try:
-        store = open_chat_redis(settings)
-    except PrivateRedisError as exc:
-        log.error("%s", exc)
+    store = chat_redis_or_none(settings)  # REDIS_URL, the data folder's redis-server, or memory
+    if store is None:
         return 2
     redis = store.client
     client = build_bot(

@@ -21,8 +21,7 @@ from bot.adapters.slack.app import Core, build_app, work_pool
 from bot.adapters.slack.settings import SlackSettings
 from bot.service import BotService
 from bot.settings import BotSettings
-from engine.embedded import open_chat_redis, worker_if_needed
-from engine.private_redis import PrivateRedisError
+from engine.embedded import chat_redis_or_none, worker_if_needed
 from engine.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -70,10 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:  # one line, not Bolt's traceback from its own auth.test
         log.error("%s", problem)
         return 2
-    try:
-        store = open_chat_redis(settings)  # REDIS_URL, the data folder's redis-server, or memory
-    except PrivateRedisError as exc:
-        log.error("%s", exc)
+    store = chat_redis_or_none(settings)  # REDIS_URL, the data folder's redis-server, or memory
+    if store is None:
         return 2
     redis = store.client
     runtime = SlackRuntime(
