@@ -35,6 +35,9 @@ class Limits(BaseModel):
     # Attached images (init, mask, control) are decoded only below this many pixels:
     # a phone photo passes, a decompression bomb does not.
     max_input_pixels: int = 4096 * 4096
+    # An upscale's output (``/imagine upscale``, the \u2b06\ufe0f reaction): beyond the job limits
+    # above, since its tiled pass keeps memory bounded by the tile, not the output.
+    max_upscale_pixels: int = 4096 * 4096
 
 
 class QaThresholds(BaseModel):

@@ -28,21 +28,27 @@ SAMPLERS: tuple[str, ...] = tuple(SAMPLER_SCHEDULERS)
 
 
 class Mode(StrEnum):
-    """What a job does: from text alone, from an init image, repainting under a mask, or
-    guided by a ControlNet control image."""
+    """What a job does: from text alone, from an init image, repainting under a mask,
+    guided by a ControlNet control image, or enlarging an image with a tiled img2img pass
+    that adds detail (``engine.upscale``)."""
 
     txt2img = "txt2img"
     img2img = "img2img"
     inpaint = "inpaint"
     controlnet = "controlnet"
+    upscale = "upscale"
 
 
 Priority = Literal["interactive", "bulk"]
 ControlType = Literal["canny", "depth", "openpose", "scribble"]
 CONTROL_TYPES: tuple[ControlType, ...] = get_args(ControlType)
 DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength
+# An upscale's tiled pass adds detail without repainting: A1111's "SD upscale" is used at
+# 0.2-0.4.
+UPSCALE_STRENGTH = 0.3
 MAX_CONTROL_SCALE = 2.0
 MAX_MASK_BLUR = 64
+UPSCALE_FACTORS = (2, 4)
 
 
 class LoraRef(BaseModel):
@@ -90,12 +96,20 @@ class JobSpec(BaseModel):
     control_scale: float = 1.0
     control_start: float = 0.0  # fraction of the steps where the guide starts applying
     control_end: float = 1.0
+    # Upscale (``engine.upscale``): ``width`` x ``height`` is the output, ``scale`` times the
+    # init image; the tiled pass runs on ``tile_size`` squares overlapping by ``tile_overlap``.
+    scale: int | None = None
+    tile_size: int | None = None
+    tile_overlap: int | None = None
+    upscaler: str = "lanczos"  # the first step: "lanczos" or an upscaler model by name
 
     @model_validator(mode="after")
     def _default_strength(self) -> JobSpec:
         # A spec is complete: the strength an img2img job used is recorded, not implied.
         if self.strength is None and self.mode in (Mode.img2img, Mode.inpaint):
             self.strength = DEFAULT_STRENGTH
+        if self.strength is None and self.mode is Mode.upscale:
+            self.strength = UPSCALE_STRENGTH
         return self
 
     def input_images(self) -> dict[str, str]:
@@ -145,14 +159,17 @@ def check_limits(spec: JobSpec, limits: Limits) -> None:
     _between("steps", spec.steps, limits.min_steps, limits.max_steps)
     _between("cfg", spec.cfg_scale, limits.min_cfg, limits.max_cfg)
     _between("count", spec.count, 1, limits.max_count)
+    if spec.mode is Mode.upscale:
+        _check_upscale(spec, limits)
     for side, value in (("width", spec.width), ("height", spec.height)):
-        _between(side, value, limits.min_side, limits.max_side)
+        if spec.mode is not Mode.upscale:  # an upscale has its own output limit
+            _between(side, value, limits.min_side, limits.max_side)
         if value % 8:
             lower, upper = value - value % 8, value - value % 8 + 8
             raise SpecError(
                 f"{side} must be a multiple of 8; you asked for {value} (try {lower} or {upper})"
             )
-    if spec.width * spec.height > limits.max_pixels:
+    if spec.mode is not Mode.upscale and spec.width * spec.height > limits.max_pixels:
         raise SpecError(
             f"{spec.width}x{spec.height} is {spec.width * spec.height:,} pixels; the limit is "
             f"{limits.max_pixels:,} (for example {_square(limits.max_pixels)})"
@@ -178,9 +195,32 @@ def check_limits(spec: JobSpec, limits: Limits) -> None:
     check_mode(spec)
 
 
+def _check_upscale(spec: JobSpec, limits: Limits) -> None:
+    if spec.scale not in UPSCALE_FACTORS:
+        raise SpecError(
+            f"an upscale is 2x or 4x (--scale 2 or --scale 4); you asked for {spec.scale}"
+        )
+    if spec.count != 1:
+        raise SpecError("an upscale makes one image; upscale each image you want on its own")
+    pixels = spec.width * spec.height
+    if pixels > limits.max_upscale_pixels:
+        side = _square(limits.max_upscale_pixels)
+        raise SpecError(
+            f"{spec.scale}x of this image is {spec.width}x{spec.height}, {pixels:,} pixels; "
+            f"upscales here stop at {limits.max_upscale_pixels:,} (for example {side}): "
+            "try --scale 2, or upscale a smaller image"
+        )
+    tile = spec.tile_size or 0
+    _between("tile size", tile, limits.min_side, limits.max_side)
+    if tile % 8:
+        raise SpecError(f"the tile size must be a multiple of 8; it is {tile}")
+    overlap = spec.tile_overlap if spec.tile_overlap is not None else -1
+    _between("tile overlap", overlap, 0, tile // 2)
+
+
 # What each input is called in a sentence, and which modes take it.
 _INPUTS = {
-    "init": ("a starting image", (Mode.img2img, Mode.inpaint)),
+    "init": ("a starting image", (Mode.img2img, Mode.inpaint, Mode.upscale)),
     "mask": ("a mask", (Mode.inpaint,)),
     "control": ("a control image", (Mode.controlnet,)),
 }
@@ -213,7 +253,11 @@ def check_mode(spec: JobSpec) -> None:
     for (mode, role), sentence in _NEEDS.items():
         if spec.mode is mode and role not in images:
             raise SpecError(sentence)
-    if spec.mode in (Mode.img2img, Mode.inpaint):
+    if spec.mode is Mode.upscale and "init" not in images:
+        raise SpecError("an upscale needs the image to enlarge; react \u2b06\ufe0f on an image")
+    if spec.mode is not Mode.upscale and (spec.scale or spec.tile_size):
+        raise SpecError("a scale and a tile size belong to upscales only")
+    if spec.mode in (Mode.img2img, Mode.inpaint, Mode.upscale):
         assert spec.strength is not None  # filled by the model validator
         _between("strength", spec.strength, 0.0, 1.0)
     elif spec.strength is not None:
