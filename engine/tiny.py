@@ -3,7 +3,9 @@
 
 Weights are random but deterministic: every component is built from a config right
 after ``torch.manual_seed(0)``, the way diffusers' own fast tests do it, so two
-processes build bit-identical models without any download. The tokenizer is a real
+processes build bit-identical models without any download. The one exception is the VAE,
+trained for reconstruction and shipped as a small file (``engine.tiny_vae``), so that
+img2img on a tiny model keeps its input as it does on a real one. The tokenizer is a real
 CLIP BPE tokenizer whose vocabulary is generated from ``tiny/words.txt``: each listed
 word is one token and anything else falls back to byte tokens, so different prompts
 tokenise differently and a 150-token prompt really is 150 tokens.
@@ -29,6 +31,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from engine import tiny_vae
 from engine.clip_vocab import bytes_to_unicode
 from engine.store import atomic_write
 
@@ -138,15 +141,9 @@ def _seeded(build: Any) -> Any:
 
 
 def _vae() -> AutoencoderKL:
-    return AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        sample_size=64,
-    )
+    # Trained, not random (engine.tiny_vae): img2img, variations and upscales must keep
+    # their input for a test to tell them from noise.
+    return tiny_vae.load()
 
 
 @functools.cache
