@@ -2,6 +2,7 @@
 
     proofroom generate --template product-photo --var product="leather handbag" \\
         --model tiny --seed 7 -n 2 -o out/
+    proofroom generate --from exports/abc123-0-7.json -o again/   # an approved image again
 
 The options become the ``ImagineRequest`` a chat command would make and go through the
 chat's own ``bot.jobs.resolve.JobResolver`` (defaults, LoRA checks, limits, messages). The spec is
@@ -19,6 +20,7 @@ from typing import cast
 
 from bot.grammar.flags import FLAG_BY_NAME, LoraRequest, convert
 from bot.grammar.parse import ImagineRequest
+from bot.jobs import remake
 from bot.jobs.resolve import JobResolver
 from bot.settings import BotSettings
 from engine.catalog import Catalog
@@ -33,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--template", "-t", help="prompt template name (see templates/prompts)")
     what.add_argument("--prompt", "-p", help="a prompt, A1111 syntax: (word:1.3), [word], BREAK")
+    what.add_argument(
+        "--from",
+        dest="from_sidecar",
+        type=Path,
+        metavar="SIDECAR",
+        help="an exported image's .json sidecar: render that image again (bot.jobs.remake)",
+    )
     parser.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="template variable"
     )
@@ -54,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Render and write the images; 0 on success, 2 on a user error (message, no traceback)."""
     settings = get_settings()
+    if args.from_sidecar is not None:
+        return remake.run(args.from_sidecar, output=args.output, settings=settings)
     try:
         catalog = load_catalog(settings)
         resolver = JobResolver(catalog=catalog, settings=settings, bot_settings=BotSettings())

@@ -2,7 +2,11 @@
 ``.json`` sidecar holding everything needed to render the image again and to know who
 approved it, and what the worker's automated QA found (``qa``: scores and flags, from the
 PNG's ``proofroom`` chunk; null for an image rendered without QA). The PNG is the stored
-artifact byte for byte, so its A1111 ``parameters`` chunk survives."""
+artifact byte for byte, so its A1111 ``parameters`` chunk survives.
+
+``spec`` is the job's whole ``JobSpec`` and ``chain`` the link to the image it was made
+from (a variation's or an upscale's parent, strength, scale, tile size), so that
+``proofroom generate --from <sidecar>`` renders the image again (``bot.jobs.remake``)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Any
 
 from bot.records import ImageRecord
 from engine.metadata import read_parameters, read_proofroom
-from engine.spec import JobSpec
+from engine.spec import JobSpec, Mode
 from engine.store import ArtifactStore, atomic_write
 
 
@@ -80,4 +84,28 @@ def sidecar(
         "artifact_id": image.artifact_id,
         "origin": spec.origin,
         "a1111_parameters": parameters,
+        "chain": chain(spec),
+        "spec": spec.model_dump(mode="json"),
     }
+
+
+def chain(spec: JobSpec) -> dict[str, Any] | None:
+    """How an image made from another one was made from it: its parent (``job/index``)
+    and input, and the strength, scale and tiles; None for an image made from text."""
+    if spec.parent is None and spec.init_image is None:
+        return None
+    link: dict[str, Any] = {
+        "parent": spec.parent,
+        "mode": spec.mode.value,
+        "init_image": spec.init_image,
+        "seed": spec.seed,
+        "strength": spec.strength,
+    }
+    if spec.mode is Mode.upscale:
+        link.update(
+            scale=spec.scale,
+            tile_size=spec.tile_size,
+            tile_overlap=spec.tile_overlap,
+            upscaler=spec.upscaler,
+        )
+    return link
