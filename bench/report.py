@@ -23,6 +23,7 @@ SECTIONS: dict[str, str] = {
     "grammar": "Grammar: time to answer a 100 KB hostile command (`bench/grammar.py`)",
     "qa": "Automated QA: the scores' cost per image (`bench/qa.py`)",
     "lora_swap": "LoRA switch against a full reload (`bench/lora_swap.py`)",
+    "upscale": "Upscale: working memory against the output size (`bench/upscale.py`)",
     "gpu": "GPU (`bench/gpu.py`)",
 }
 NO_GPU = "not measured: no GPU was lent"
@@ -180,6 +181,14 @@ def _qa(f: dict[str, Any]) -> list[Goal]:
     return [Goal(GOAL_LABELS["qa"][0], measured, _met(_is_number(total) and total < QA_MS))]
 
 
+def _upscale(f: dict[str, Any]) -> list[Goal]:
+    runs = f.get("runs") or []
+    if len(runs) < 2:
+        return [Goal(GOAL_LABELS["upscale"][0], "—", "not measured: fewer than two sizes")]
+    measured = ", ".join(f"{_value(r.get('working_mib'), 'MiB')} at {r.get('size')}" for r in runs)
+    return [Goal(GOAL_LABELS["upscale"][0], measured, _met(bool(f.get("bounded"))))]
+
+
 def _gpu(f: dict[str, Any]) -> list[Goal]:
     label = GOAL_LABELS["gpu"][0]
     if not f.get("measured"):
@@ -220,6 +229,7 @@ GOAL_LABELS: dict[str, list[str]] = {
     "footprint": [f"Bot under {BOT_RSS_MB:.0f} MB resident"],
     "qa": [f"QA scores under {QA_MS:.0f} ms per 1024x1024 image on CPU"],
     "gpu": [f"Micro-batching at least {GPU_BATCHING}x on GPU"],
+    "upscale": ["Upscale working memory (beyond its output buffers) flat as the output grows"],
 }
 GOAL_CHECKS: list[tuple[str, Callable[[dict[str, Any]], list[Goal]]]] = [
     ("ack", _ack),
@@ -228,6 +238,7 @@ GOAL_CHECKS: list[tuple[str, Callable[[dict[str, Any]], list[Goal]]]] = [
     ("lora_swap", _lora),
     ("footprint", _footprint),
     ("qa", _qa),
+    ("upscale", _upscale),
 ]
 
 

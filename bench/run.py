@@ -41,7 +41,17 @@ from bench.common import add_redis_url  # noqa: E402
 from bench.report import render_markdown  # noqa: E402
 
 # The order they run in: the light ones first, the SD1.5 build (gigabytes) last but the GPU's.
-SECTIONS = ("commands", "grammar", "qa", "ack", "footprint", "worker", "lora_swap", "gpu")
+SECTIONS = (
+    "commands",
+    "grammar",
+    "qa",
+    "ack",
+    "footprint",
+    "worker",
+    "lora_swap",
+    "upscale",
+    "gpu",
+)
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 

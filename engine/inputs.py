@@ -89,6 +89,18 @@ def decode(data: bytes, *, label: str, max_pixels: int) -> Image.Image:
     return image
 
 
+def unfitted(data: bytes, *, label: str, max_pixels: int) -> Image.Image:
+    """``data`` decoded with the checks of :func:`decode`, turned upright and in RGB, at its
+    own size: an upscale's source, which the upscale itself enlarges (``engine.upscale``)."""
+    with decode(data, label=label, max_pixels=max_pixels) as raw:
+        return to_rgb(upright(raw))
+
+
+def same_shape(size: tuple[int, int], other: tuple[int, int]) -> bool:
+    """Whether two sizes have one aspect ratio, within rounding (:data:`ASPECT_TOLERANCE`)."""
+    return abs((size[0] / size[1]) / (other[0] / other[1]) - 1) <= ASPECT_TOLERANCE
+
+
 def too_many_pixels(label: str, size: tuple[int, int] | None, max_pixels: int) -> InputImageError:
     """The refusal of an image over ``max_pixels`` (``size`` None: not even read)."""
     side = int(max_pixels**0.5)

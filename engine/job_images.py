@@ -10,13 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
 from engine import finite, metadata
 from engine.catalog import Catalog, ControlNetEntry, LoraEntry, ModelEntry
 from engine.control import control_image
 from engine.embeddings import EmbeddingFile, embeddings_for, use_embeddings
 from engine.errors import BlankImageError, SpecError
 from engine.file_hashes import embedding_short_hash, lora_short_hash
-from engine.inputs import PreparedInputs, overlay, prepare
+from engine.inputs import PreparedInputs, overlay, prepare, same_shape, unfitted
 from engine.loras import LoraFile
 from engine.pipelines import LoadedPipeline, PipelineCache
 from engine.prompts import encode_prompts
@@ -239,7 +241,8 @@ def validate(
 
 def load_inputs(spec: JobSpec, *, store: ArtifactStore, cache: PipelineCache) -> PreparedInputs:
     """The job's input images from the store, decoded and fitted to the job's size, with
-    the control image turned into its guide (canny edges)."""
+    the control image turned into its guide (canny edges); an upscale's source at its own
+    size (:func:`upscale_source`)."""
     data: dict[str, bytes] = {}
     for role, artifact_id in spec.input_images().items():
         try:
@@ -248,6 +251,8 @@ def load_inputs(spec: JobSpec, *, store: ArtifactStore, cache: PipelineCache) ->
             raise SpecError(
                 f"the {role} image of this job is no longer stored; attach it again"
             ) from None
+    if spec.mode is Mode.upscale:
+        return PreparedInputs(init=upscale_source(spec, data["init"], cache=cache))
     prepared = prepare(
         images=data,
         width=spec.width,
@@ -259,6 +264,22 @@ def load_inputs(spec: JobSpec, *, store: ArtifactStore, cache: PipelineCache) ->
         guide = control_image(prepared.control, control=spec.control_type)
         prepared = PreparedInputs(init=prepared.init, mask=prepared.mask, control=guide)
     return prepared
+
+
+def upscale_source(spec: JobSpec, data: bytes, *, cache: PipelineCache) -> Image.Image:
+    """An upscale's source image: decoded with every input's checks (a bomb is refused at
+    its header), at its own size, which must have the output's shape: the upscale enlarges
+    it, it is not fitted to the output."""
+    source = unfitted(
+        data, label="the image to upscale", max_pixels=cache.settings.limits.max_input_pixels
+    )
+    output = (spec.width, spec.height)
+    if not same_shape(source.size, output):
+        raise SpecError(
+            f"the image to upscale is {source.width}x{source.height} but this upscale makes "
+            f"{spec.width}x{spec.height}, another shape; upscale the image from its own post"
+        )
+    return source
 
 
 def with_triggers(prompt: str, loras: list[LoraEntry]) -> str:
@@ -297,6 +318,9 @@ def store_image(
         "seed": seed,
         "prompt": prompt,
     }
+    link = metadata.upscale_link(spec, seed=seed)
+    if link is not None:
+        lineage["upscale"] = link
     flags = verdict.flags if verdict is not None else []
     if verdict is not None:
         lineage["qa"] = verdict.record()

@@ -14,7 +14,10 @@ before ``Model``, and at the end ``Lora hashes: "name: <12 hex>, ..."`` and
 
 A second chunk, ``proofroom``, holds the full job spec as JSON (job id, template,
 variables, parent), so nothing that made the image is lost, and its QA (``qa``: scores,
-flags, and the first render's seed and flags when it was re-rendered; ``engine.qa``).
+flags, and the first render's seed and flags when it was re-rendered; ``engine.qa``). An
+upscale's chunk also has ``upscale`` (:func:`upscale_link`): its parent image and how it
+was enlarged; its ``parameters`` say what A1111's "SD upscale" writes (``Denoising
+strength``, ``SD upscale overlap``, ``SD upscale upscaler``), with ``Size`` the output's.
 No torch here.
 """
 
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 PARAMETERS_KEY = "parameters"
 PROOFROOM_KEY = "proofroom"
 NEGATIVE_PREFIX = "Negative prompt:"
+# A1111's names of the upscalers an upscale's first step uses (``engine.upscale``).
+UPSCALER_NAMES = {"lanczos": "Lanczos"}
 # One ``key: value`` field of the settings line; a value is JSON-quoted or runs to a comma.
 _FIELD = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
@@ -163,8 +168,11 @@ def parameters_for(
 def _mode_fields(spec: JobSpec) -> dict[str, object]:
     """A1111's own names for the image-to-image settings, so its readers show them."""
     fields: dict[str, object] = {}
-    if spec.mode in ("img2img", "inpaint") and spec.strength is not None:
+    if spec.mode in ("img2img", "inpaint", "upscale") and spec.strength is not None:
         fields["Denoising strength"] = spec.strength
+    if spec.mode == "upscale":  # as A1111's "SD upscale" script writes them
+        fields["SD upscale overlap"] = spec.tile_overlap
+        fields["SD upscale upscaler"] = UPSCALER_NAMES.get(spec.upscaler, spec.upscaler)
     if spec.mode == "inpaint":
         fields["Mask blur"] = spec.mask_blur
     if spec.mode == "controlnet":
@@ -173,6 +181,26 @@ def _mode_fields(spec: JobSpec) -> dict[str, object]:
             f"guidance {spec.control_start}-{spec.control_end}"
         )
     return fields
+
+
+def upscale_link(spec: JobSpec, *, seed: int | None = None) -> dict[str, Any] | None:
+    """The ``upscale`` entry of the ``proofroom`` chunk: the link from an upscale to the
+    image it enlarged (parent job and image index) and how (seed, strength, scale, tile
+    size, overlap, upscaler); None for any other job."""
+    if spec.mode != "upscale":
+        return None
+    parent_job, _, parent_index = (spec.parent or "").rpartition("/")
+    return {
+        "parent_job": parent_job or None,
+        "parent_index": int(parent_index) if parent_index.isdigit() else None,
+        "source": spec.init_image,
+        "seed": spec.seed if seed is None else seed,
+        "strength": spec.strength,
+        "scale": spec.scale,
+        "tile_size": spec.tile_size,
+        "tile_overlap": spec.tile_overlap,
+        "upscaler": spec.upscaler,
+    }
 
 
 def parse_parameters(text: str) -> dict[str, str]:

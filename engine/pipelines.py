@@ -100,9 +100,12 @@ class LoadedPipeline:
 
     def pipeline(self, mode: Mode, *, controlnet: LoadedControlNet | None = None) -> Any:
         """The pipeline for ``mode``: the base one for txt2img, else one derived with
-        ``from_pipe`` on first use and kept (per mode and ControlNet)."""
+        ``from_pipe`` on first use and kept (per mode and ControlNet); an upscale runs on
+        the img2img one."""
         if mode is Mode.txt2img:
             return self.pipe
+        if mode is Mode.upscale:  # a tiled img2img pass (engine.upscale)
+            mode = Mode.img2img
         if (mode is Mode.controlnet) != (controlnet is not None):
             raise ValueError("a ControlNet is needed by, and only by, controlnet mode")
         key = (mode, controlnet.key if controlnet else "")

@@ -19,6 +19,9 @@ mode (``engine.calls``, ``engine.finite``); if it stays non-finite it is left ou
 job says so with a sentence: through ``on_note`` when other images survive, as
 :class:`BlankImageError` when none does.
 
+An upscale job renders alone (:func:`_upscale`): a tiled img2img pass over its enlarged
+source (``engine.upscale``), one image kept the same way as every other.
+
 Each kept image is scored by the automated QA (``engine.qa``) before it is stored; under the
 policy ``rerender`` a flagged image is rendered once more, alone, from a new seed
 (:func:`_rerender`), and that one is kept, flagged or not.
@@ -50,6 +53,7 @@ from engine.merging import CallCounters
 from engine.pipelines import PipelineCache
 from engine.spec import JobResult, JobSpec, Mode
 from engine.store import ArtifactStore
+from engine.upscale import upscale
 
 __all__ = ["RenderRequest", "render", "render_group"]
 
@@ -70,7 +74,8 @@ def render(
     """Render every image of ``spec``, store each as PNG, and say what it cost.
 
     ``on_progress(done, total)`` is called after every denoising step, counted over the
-    whole job (total = steps x count; a step of a call of n images counts n). When
+    whole job (total = steps x count; a step of a call of n images counts n; an upscale:
+    tiles x its denoising steps, ``engine.upscale``). When
     ``should_cancel()`` turns true the render stops at the next step with
     :class:`CancelledError`; images already stored stay. Images that stay non-finite after
     their retry are left out of the result and ``on_note(sentence)`` says which; when no
@@ -136,14 +141,24 @@ def render_group(
         for job in jobs:
             job.encode(pipe, loaded=loaded, cache=cache)
         counters.busy_s += time.perf_counter() - encoding  # the pipeline's text encoders
-        counts = [job.spec.count for job in jobs]
-        size = {"width": lead.spec.width, "height": lead.spec.height}
-        with gpu.vae_for_call(pipe, **size, settings=cache.settings):  # tiles when large
-            cap = merging.max_batch(lead.model, device=cache.device)
-            for slots in merging.plan_calls(counts, cap=cap):
-                _render_slots(
-                    pipe, jobs, slots, store=store, counters=counters, gpu_seconds=gpu_seconds
-                )
+        if lead.spec.mode is Mode.upscale:  # alone: merge_key never pairs an upscale
+            _upscale(
+                pipe, lead, cache=cache, store=store, counters=counters, gpu_seconds=gpu_seconds
+            )
+        else:
+            counts = [job.spec.count for job in jobs]
+            size = {"width": lead.spec.width, "height": lead.spec.height}
+            with gpu.vae_for_call(pipe, **size, settings=cache.settings):  # tiles when large
+                cap = merging.max_batch(lead.model, device=cache.device)
+                for slots in merging.plan_calls(counts, cap=cap):
+                    _render_slots(
+                        pipe,
+                        jobs,
+                        slots,
+                        store=store,
+                        counters=counters,
+                        gpu_seconds=gpu_seconds,
+                    )
     finished = time.perf_counter()
     for job in jobs:
         outcomes[job.position] = job.outcome(
@@ -280,6 +295,49 @@ def _alone(
         )
     finally:
         _charge(gpu_seconds, job.spec.id, time.perf_counter() - started)
+
+
+def _upscale(
+    pipe: Any,
+    job: JobImages,
+    *,
+    cache: PipelineCache,
+    store: ArtifactStore,
+    counters: CallCounters,
+    gpu_seconds: dict[str, float],
+) -> None:
+    """An upscale job: its tiled img2img pass (``engine.upscale``), its seconds charged to
+    it as :func:`_alone` does, and its one image kept like every other (QA, PNG metadata,
+    the store). No QA re-render: the upscale's seed is its parent image's."""
+    spec = job.spec
+    assert job.inputs.init is not None  # check_mode: an upscale has its source
+    tile = spec.tile_size or max(spec.width, spec.height)
+    started = time.perf_counter()
+    pixels = None
+    try:
+        # The VAE sees one tile at a time: its tiling follows the tile, not the output.
+        with gpu.vae_for_call(pipe, width=tile, height=tile, settings=cache.settings):
+            pixels = upscale(
+                pipe,
+                spec,
+                source=job.inputs.init,
+                encode=partial(job.conditioning, pipe),
+                on_progress=job.request.on_progress,
+                should_cancel=job.cancelled,
+                label=job.label(0),
+            )
+    except Exception as exc:  # cancelled, or the pass failed: this job ends with it
+        job.ended = exc
+    finally:
+        seconds = time.perf_counter() - started
+        counters.add(images=1, seconds=seconds)
+        _charge(gpu_seconds, spec.id, seconds)
+    if job.ended is None:
+        try:
+            job.keep(pipe, 0, pixels, store=store)
+        except Exception as exc:
+            job.ended = exc
+    job.finished = 1
 
 
 def _charge(gpu_seconds: dict[str, float], job_id: str, seconds: float) -> None:

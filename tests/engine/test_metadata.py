@@ -181,3 +181,41 @@ def test_image_to_image_settings_use_a1111_names() -> None:
     assert "Denoising strength" not in parse_parameters(
         parameters_for(JobSpec(prompt="a", model="tiny", seed=1), 0)
     )
+
+
+def test_an_upscale_says_what_a1111s_sd_upscale_says_and_links_its_parent() -> None:
+    spec = JobSpec(
+        mode="upscale",
+        prompt="a mug",
+        model="tiny",
+        seed=77,
+        width=1024,
+        height=768,
+        scale=2,
+        tile_size=512,
+        tile_overlap=128,
+        init_image="20260101-0123456789abcdef.png",
+        parent="abc123/2",
+    )
+    parsed = metadata.parse_parameters(metadata.parameters_for(spec, 0))
+    assert parsed["Denoising strength"] == "0.3"  # the upscale default
+    assert parsed["SD upscale overlap"] == "128"
+    assert parsed["SD upscale upscaler"] == "Lanczos"
+    assert (parsed["Size-1"], parsed["Size-2"], parsed["Seed"]) == ("1024", "768", "77")
+    assert metadata.spec_fields(parsed)["width"] == 1024  # existing readers: unchanged
+    assert metadata.upscale_link(spec) == {
+        "parent_job": "abc123",
+        "parent_index": 2,
+        "source": "20260101-0123456789abcdef.png",
+        "seed": 77,
+        "strength": 0.3,
+        "scale": 2,
+        "tile_size": 512,
+        "tile_overlap": 128,
+        "upscaler": "lanczos",
+    }
+    assert metadata.upscale_link(JobSpec(prompt="a", model="tiny", seed=1)) is None
+    img2img = JobSpec(mode="img2img", prompt="a", model="tiny", seed=1, init_image=spec.init_image)
+    assert "SD upscale overlap" not in metadata.parse_parameters(
+        metadata.parameters_for(img2img, 0)
+    )
