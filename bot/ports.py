@@ -18,8 +18,12 @@ from engine.errors import UserError
 if TYPE_CHECKING:
     from engine.spec import JobSpec
 
-Vote = Literal["approve", "reject", "rerender"]
-VOTES: tuple[Vote, ...] = ("approve", "reject", "rerender")
+# "rerender", "vary" and "upscale" are not votes on approval: each asks for a new job from
+# the image (bot.review re-renders; bot.followups makes variations and upscales).
+Vote = Literal["approve", "reject", "rerender", "vary", "upscale"]
+VOTES: tuple[Vote, ...] = ("approve", "reject", "rerender", "vary", "upscale")
+FollowupKind = Literal["vary", "upscale"]
+FOLLOWUPS: tuple[FollowupKind, ...] = ("vary", "upscale")
 
 
 class ChannelUnavailable(UserError):
@@ -215,10 +219,24 @@ EMOJI_VOTES: dict[str, Vote] = {
     "arrows_counterclockwise": "rerender",
     "\U0001f501": "rerender",  # 🔁
     "\U0001f504": "rerender",  # 🔄
+    # variations of the image (Midjourney's V)
+    "twisted_rightwards_arrows": "vary",
+    "\U0001f500": "vary",  # 🔀
+    # upscale the image (Midjourney's U); U+2B06 comes with or without U+FE0F
+    "arrow_up": "upscale",
+    "arrow_up_small": "upscale",
+    "\u2b06": "upscale",  # ⬆️
+    "\U0001f53c": "upscale",  # 🔼
 }
 
 # What the bot tells people to use, per vote (Slack and Discord both render these).
-VOTE_EMOJI: dict[Vote, str] = {"approve": "\u2705", "reject": "\u274c", "rerender": "\U0001f501"}
+VOTE_EMOJI: dict[Vote, str] = {
+    "approve": "\u2705",
+    "reject": "\u274c",
+    "rerender": "\U0001f501",
+    "vary": "\U0001f500",
+    "upscale": "\u2b06\ufe0f",
+}
 
 _SKIN_TONES = {chr(c) for c in range(0x1F3FB, 0x1F400)}
 _VARIATION_SELECTORS = {"\ufe0e", "\ufe0f"}

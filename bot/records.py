@@ -23,6 +23,9 @@ class JobRecord(BaseModel):
     requester: str  # platform user id
     rerender_of: str | None = None  # message key of the image this job re-renders
     root: str | None = None  # message key of the first image of that lineage
+    # A follow-up of an image (bot.followups): what it does and the image's message key.
+    followup: Literal["vary", "upscale"] | None = None
+    followup_of: str | None = None
 
 
 class ImageRecord(BaseModel):

@@ -30,6 +30,7 @@ from bot.calendars.desk import CalendarDesk
 from bot.calendars.model import Calendar, load_calendars
 from bot.calendars.scheduler import Clock, utc_now
 from bot.calendars.state import CalendarState
+from bot.followups.desk import FollowupDesk
 from bot.grammar.parse import BadCommand, MetaCommand, parse
 from bot.grammar.tokens import first_word
 from bot.jobs import meta
@@ -39,7 +40,14 @@ from bot.jobs.inputs import post_inputs
 from bot.jobs.pump import EventPump
 from bot.jobs.resolve import JobResolver
 from bot.jobs.routing import routing_for
-from bot.ports import ChatAdapter, CommandEvent, MessageRef, ReactionEvent, requester_key
+from bot.ports import (
+    ChatAdapter,
+    CommandEvent,
+    FollowupKind,
+    MessageRef,
+    ReactionEvent,
+    requester_key,
+)
 from bot.quotas.desk import QuotaDesk, Reservation
 from bot.quotas.state import QuotaState
 from bot.records import ImageRecord, JobRecord
@@ -125,6 +133,16 @@ class BotService:
             if target is not None
             else None
         )
+        # 🔀 / ⬆️ and /imagine vary|upscale: variations and upscales of posted images.
+        self.followups = FollowupDesk(
+            adapter=adapter,
+            state=self.state,
+            resolver=self.resolver,
+            quotas=self.quotas,
+            submit=self.submit,
+            may_review=lambda user, roles: self.review.may_review(user, roles),
+            position=queue.position,
+        )
         self.review = ReviewDesk(
             adapter=adapter,
             state=self.state,
@@ -135,6 +153,7 @@ class BotService:
             resubmit=self._resubmit,
             approvals=self.webhook,
             usage=UsageState(redis=redis, settings=settings),
+            followup=self.followups.react,
         )
         # /imagine usage; the calendar digest reads the same ledger (bot.usage).
         self.usage = UsageDesk(
@@ -258,6 +277,10 @@ class BotService:
             reply = desk.command(event)
             if reply is not None:
                 return _sentence(reply)
+        if word in ("vary", "upscale"):
+            reply = self.followups.command(event)
+            if reply is not None:
+                return _sentence(reply)
         parsed = parse(
             event.text,
             catalog=self.catalog,
@@ -368,11 +391,15 @@ class BotService:
         requester: str,
         rerender_of: str | None = None,
         root: str | None = None,
+        followup: FollowupKind | None = None,
+        followup_of: str | None = None,
     ) -> str:
         """Queue ``spec`` with its results routed to ``thread``; return the job id. The job
         is recorded before it is queued so its first event always finds its thread."""
         origin = {
-            **spec.origin,  # what a workflow put there (batch, row label) travels along
+            # What a workflow put there (batch, row label) travels along; the lineage of
+            # the job the spec was copied from (a re-render of a variation) does not.
+            **{k: v for k, v in spec.origin.items() if k not in ("followup", "followup_of")},
             "platform": thread.platform,
             "channel": thread.channel,
             "thread": thread.thread_id,
@@ -380,9 +407,17 @@ class BotService:
         }
         if rerender_of:
             origin.update(rerender_of=rerender_of, root=root or rerender_of)
+        if followup and followup_of:
+            origin.update(followup=followup, followup_of=followup_of)
         spec = spec.model_copy(update={"origin": origin})
         record = JobRecord(
-            spec=spec, thread=thread, requester=requester, rerender_of=rerender_of, root=root
+            spec=spec,
+            thread=thread,
+            requester=requester,
+            rerender_of=rerender_of,
+            root=root,
+            followup=followup if followup_of else None,
+            followup_of=followup_of,
         )
         self.state.add_job(record)
         try:

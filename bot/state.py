@@ -252,6 +252,10 @@ class BotState:
         key = self._key("once", *parts)
         return bool(self.redis.set(key, "1", nx=True, ex=ttl_s or self.ttl_s))
 
+    def forget_once(self, *parts: str) -> None:
+        """Drop the marker of :meth:`once` (what it guarded did not happen after all)."""
+        self.redis.delete(self._key("once", *parts))
+
     def count_rerender(self, root: str) -> int:
         """Count one more re-render in the lineage of ``root``; return the new total."""
         key = self._key("rerenders", root)

@@ -163,6 +163,32 @@ def rerender_card(spec: JobSpec, *, image: ImageRecord, requester: str, auto: bo
     )
 
 
+def vary_card(spec: JobSpec, *, image: ImageRecord, requester: str, preset: str) -> str:
+    """The line that opens variations of ``image`` inside its thread (``bot.followups``)."""
+    return (
+        f"\U0001f500 Variations of image {image.number} ({preset}) for {mention(requester)}: "
+        f"{_images(spec.count)} at strength {spec.strength:g} from seed {spec.seed} "
+        f"\u00b7 job `{spec.id}`"
+    )
+
+
+def upscale_card(spec: JobSpec, *, image: ImageRecord, requester: str) -> str:
+    """The line that opens the upscale of ``image`` inside its thread (``bot.followups``)."""
+    return (
+        f"\u2b06\ufe0f Upscaling image {image.number} {spec.scale}x to {spec.width}x{spec.height} "
+        f"for {mention(requester)} (tiles of {spec.tile_size} px) \u00b7 job `{spec.id}`"
+    )
+
+
+def followup_head(kind: str, *, number: int, of: int, parent: int | None, scale: int | None) -> str:
+    """The start of a follow-up image's caption: "Variation 1/4 of image 2", "Image 2
+    upscaled 4x" (``parent``: the parent's number; None when it is forgotten)."""
+    source = f"image {parent}" if parent is not None else "an earlier image"
+    if kind == "upscale":
+        return f"{source[:1].upper()}{source[1:]} upscaled {scale}x"
+    return f"Variation {number}/{of} of {source}" if of > 1 else f"Variation of {source}"
+
+
 def progress_bar(step: int, total: int, *, width: int = BAR_WIDTH) -> str:
     """``███████░░░░░░░░░░░░░`` for step/total (clamped, so odd events never break it)."""
     filled = 0 if total <= 0 else round(width * min(max(step, 0), total) / total)
@@ -198,9 +224,11 @@ def progress_line(
     return "\u26a0\ufe0f Stopped: this job failed (see below)."
 
 
-def caption(image: ImageRecord, *, parent: str | None = None) -> str:
-    """The text under an image: which one it is, its seed, and how to review it."""
-    head = f"Image {image.number}/{image.of}" if image.of > 1 else "Image"
+def caption(image: ImageRecord, *, parent: str | None = None, head: str | None = None) -> str:
+    """The text under an image: which one it is, its seed, and how to review it. ``head``:
+    what the image is, when it is a follow-up (:func:`followup_head`)."""
+    if head is None:
+        head = f"Image {image.number}/{image.of}" if image.of > 1 else "Image"
     if parent:
         head += f" (re-render of {parent})"
     return f"{head} \u00b7 seed {image.seed} \u00b7 job `{image.job_id}` \u00b7 {_legend()}"
@@ -264,7 +292,8 @@ def _images(count: int) -> str:
 def _legend() -> str:
     return (
         f"{VOTE_EMOJI['approve']} approve, {VOTE_EMOJI['reject']} reject, "
-        f"{VOTE_EMOJI['rerender']} re-render"
+        f"{VOTE_EMOJI['rerender']} re-render, {VOTE_EMOJI['vary']} vary, "
+        f"{VOTE_EMOJI['upscale']} upscale"
     )
 
 

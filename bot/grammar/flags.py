@@ -114,7 +114,12 @@ FLAGS: tuple[Flag, ...] = (
         "how strongly the ControlNet guide applies (0 to 2)",
     ),
     Flag(
-        "variations", "int", "variations", "--variations 4", "variations of an image", reserved=True
+        "variations",
+        "int",
+        "variations",
+        "--variations 3",
+        "images per CSV row of `/imagine batch` (variations of one image: \U0001f500)",
+        reserved=True,
     ),
 )
 

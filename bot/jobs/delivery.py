@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Literal
 
 from bot import texts
 from bot.ports import ChannelUnavailable, ChatAdapter, MessageRef
@@ -115,6 +116,8 @@ class Delivery:
         original = self._original(job)
         original_number, original_of = (original.number, original.of) if original else (1, 1)
         parent = f"image {original_number}" if job.rerender_of else None
+        # A follow-up's images are numbered among themselves, their caption names the parent.
+        source = self._followed_up(job)
         for image in sorted(images, key=lambda i: i.index):
             if f"image:{image.index}" in fields:
                 continue  # posted before a restart
@@ -136,7 +139,9 @@ class Delivery:
                 thread=job.thread.thread_id,
                 data=self.store.get(image.artifact_id),
                 filename=f"{job.spec.id}-{image.index}-{image.seed}.png",
-                text=_labelled(job, texts.caption(record, parent=parent))
+                text=_labelled(
+                    job, texts.caption(record, parent=parent, head=_head(job, record, source))
+                )
                 + texts.flagged(image.flags, rerendered=image.rerendered_from is not None),
                 votable=True,
             )
@@ -217,6 +222,8 @@ class Delivery:
             requester=origin.get("requester") or spec.requested_by,
             rerender_of=origin.get("rerender_of"),
             root=origin.get("root"),
+            followup=_followup(origin.get("followup")),
+            followup_of=origin.get("followup_of"),
         )
         self.state.add_job(job)
         return job
@@ -226,6 +233,30 @@ class Delivery:
             return None
         platform, channel, message_id = job.rerender_of.split(":", 2)
         return self.state.image(MessageRef(platform, channel, message_id))
+
+    def _followed_up(self, job: JobRecord) -> ImageRecord | None:
+        """The image a variation or upscale job started from (None: not one, or forgotten)."""
+        if not job.followup_of:
+            return None
+        platform, channel, message_id = job.followup_of.split(":", 2)
+        return self.state.image(MessageRef(platform, channel, message_id))
+
+
+def _head(job: JobRecord, image: ImageRecord, source: ImageRecord | None) -> str | None:
+    """A follow-up image's caption head ("Variation 1/4 of image 2"); None for others."""
+    if job.followup is None:
+        return None
+    return texts.followup_head(
+        job.followup,
+        number=image.number,
+        of=image.of,
+        parent=source.number if source is not None else None,
+        scale=job.spec.scale,
+    )
+
+
+def _followup(kind: str | None) -> Literal["vary", "upscale"] | None:
+    return "vary" if kind == "vary" else "upscale" if kind == "upscale" else None
 
 
 def _labelled(job: JobRecord, caption: str) -> str:

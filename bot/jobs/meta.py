@@ -74,7 +74,11 @@ def help_text() -> str:
             "Usage: `/imagine usage [week|month] [by user|template|channel|model]` shows "
             "images, GPU time, cost per image and approval rate, with a chart.",
             f"Review by reacting on an image: {VOTE_EMOJI['approve']} approve, "
-            f"{VOTE_EMOJI['reject']} reject, {VOTE_EMOJI['rerender']} re-render with a new seed.",
+            f"{VOTE_EMOJI['reject']} reject, {VOTE_EMOJI['rerender']} re-render with a new seed, "
+            f"{VOTE_EMOJI['vary']} variations of it, {VOTE_EMOJI['upscale']} upscale it 2x.",
+            "Variations and upscales by command, in the image's channel (JOB#K: the job id and "
+            "the image's number in its caption): `/imagine vary JOB#K [--strong] [--n 4]`, "
+            "`/imagine upscale JOB#K [--scale 2|4]`.",
         ]
     )
 

@@ -28,8 +28,12 @@ from engine.store import ArtifactStore
 # What each reserved flag waits for; the grammar accepts them so commands written today
 # keep working once the workflow lands.
 STAND_IN_ID = "19700101-0000000000000000.png"  # well formed, never stored
-NOT_YET = {
-    "variations": "variations of an existing image (react \U0001f501 on an image for now)",
+NOT_YET: dict[str, str] = {}
+# Reserved flags that belong to another command (``--variations``: rows of a batch), with
+# what to do on a single ``/imagine`` instead.
+ELSEWHERE = {
+    "variations": "to get variations of an image, react \U0001f500 on it or type "
+    "`/imagine vary JOB#K`; for more images of this prompt use --n",
 }
 
 
@@ -86,6 +90,8 @@ class JobResolver:
         other one and before attached images are stored; it refuses with a ``UserError``.
         """
         for name in request.flags:
+            if name in ELSEWHERE:
+                raise UserError(f"--{name} is for batches; {ELSEWHERE[name]}")
             raise UserError(
                 f"--{name} is not available yet; it comes with {NOT_YET.get(name, 'a later release')}. "
                 "Leave it out for now."

@@ -9,7 +9,9 @@ Rules (``BotSettings`` / :class:`bot.settings.ReviewPolicy`):
   ``approvals_needed`` ✅ approve it. Approval exports it; leaving "approved" un-exports it;
 - 🔁 (the requester or a reviewer) re-renders the image with a new seed, at most
   ``max_rerenders`` times per original image, as is the automatic re-render of a rejected
-  image when ``auto_rerender_rejected`` is on.
+  image when ``auto_rerender_rejected`` is on;
+- 🔀 and ⬆️ (the requester or a reviewer) ask for variations and an upscale of the image:
+  handed to ``followup`` (``bot.followups``), which applies the quotas and limits.
 
 A reaction that does not count changes nothing; its author is told why once per thread.
 Every reaction is written to the audit log, counted or not. An exported image, and an
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot import texts
-from bot.ports import ChatAdapter, MessageRef, ReactionEvent, Vote
+from bot.ports import FOLLOWUPS, ChatAdapter, FollowupKind, MessageRef, ReactionEvent, Vote
 from bot.records import ImageRecord, ImageState
 from bot.review.export import export_image, unexport
 from bot.settings import ReviewPolicy
@@ -44,6 +46,15 @@ class Resubmit(Protocol):
     automatic re-render of a rejected image), into the image's thread; return the job id."""
 
     def __call__(self, spec: JobSpec, *, image: ImageRecord, requester: str, auto: bool) -> str: ...
+
+
+class FollowUp(Protocol):
+    """Variations or an upscale (``kind``) of ``image``, asked by ``user`` with ``roles``
+    (already allowed here); refusals are the follow-up desk's to tell."""
+
+    def __call__(
+        self, *, image: ImageRecord, kind: FollowupKind, user: str, roles: frozenset[str]
+    ) -> None: ...
 
 
 class Approvals(Protocol):
@@ -70,6 +81,7 @@ class ReviewDesk:
         resubmit: Resubmit,
         approvals: Approvals | None = None,
         usage: UsageState | None = None,
+        followup: FollowUp | None = None,
     ) -> None:
         self.adapter = adapter
         self.state = state
@@ -80,6 +92,7 @@ class ReviewDesk:
         self.resubmit = resubmit
         self.approvals = approvals
         self.usage = usage  # the usage ledger's image outcomes (bot.usage)
+        self.followup = followup  # 🔀 and ⬆️ (bot.followups); None: they do nothing
 
     def handle_reaction(self, event: ReactionEvent) -> None:
         """Apply one reaction added or removed on any message (others are ignored)."""
@@ -119,6 +132,11 @@ class ReviewDesk:
             if event.added:
                 self.rerender(image, requester=event.user, auto=False)
             return
+        if event.vote in FOLLOWUPS:  # not a vote on approval: a job of its own
+            if event.added and self.followup is not None:
+                kind: FollowupKind = "vary" if event.vote == "vary" else "upscale"
+                self.followup(image=image, kind=kind, user=event.user, roles=event.roles)
+            return
         with self.state.image_lock(event.message):
             if event.added:
                 self.state.add_vote(event.message, user=event.user, vote=event.vote)
@@ -144,6 +162,14 @@ class ReviewDesk:
             return (
                 "Only the person who asked for an image or a reviewer can re-render it, so "
                 "your \U0001f501 did nothing. Run `/imagine` yourself to try another seed."
+            )
+        if event.vote in FOLLOWUPS:
+            if reviewer or own:
+                return None
+            what = "variations of it" if event.vote == "vary" else "an upscale of it"
+            return (
+                f"Only the person who asked for an image or a reviewer can ask for {what}, "
+                "so your reaction did nothing. Run `/imagine` yourself for images of your own."
             )
         if not reviewer:
             return (
@@ -273,4 +299,4 @@ def thread_of(image: ImageRecord) -> MessageRef:
     return MessageRef(message.platform, message.channel, message.thread_id, None)
 
 
-__all__ = ["Approvals", "ReviewDesk", "Vote", "rerender_spec", "thread_of"]
+__all__ = ["Approvals", "FollowUp", "ReviewDesk", "Vote", "rerender_spec", "thread_of"]

@@ -248,7 +248,7 @@ class FakeChat:
         event_id: str | None = None,
     ) -> None:
         """``user`` adds (or with ``added=False`` removes) a reaction: a vote name
-        (approve/reject/rerender) or an emoji as a platform names it."""
+        (approve/reject/rerender/vary/upscale) or an emoji as a platform names it."""
         ref = message.ref if isinstance(message, FakeMessage) else message
         normal = vote if vote in VOTES else vote_for_emoji(vote)
         self.service.handle_reaction(

@@ -50,7 +50,7 @@ def test_limits_are_checked_before_anything_is_queued(quiet: FakeChat):
     reply = quiet.command("/imagine a cat --strength 0.5")
     assert reply.text.startswith("--strength says how far to move from an attached image")
     reply = quiet.command("/imagine a cat --variations 3")
-    assert reply.text.startswith("--variations is not available yet")
+    assert reply.text.startswith("--variations is for batches; to get variations of an image")
     assert not quiet.adapter.messages
 
 

@@ -18,7 +18,7 @@ from discord.app_commands import Choice, Range
 
 from bot.texts import clip
 from engine.settings import Limits
-from engine.spec import MAX_SEED, SAMPLERS
+from engine.spec import MAX_SEED, SAMPLERS, UPSCALE_FACTORS
 
 if TYPE_CHECKING:
     from bot.adapters.discord.app import ProofroomDiscord
@@ -161,6 +161,35 @@ def add_commands(
         await bot.run_command(
             interaction, text="batch retry" + (f" {_quote(batch)}" if batch else "")
         )
+
+    @group.command(name="vary", description="Variations of an image (or react \U0001f500 on it)")
+    @app_commands.describe(
+        image="JOB#K: the job id and the image's number, as its caption shows them",
+        strong="Move further from the image (default: subtle)",
+        count="How many variations",
+    )
+    async def vary(
+        interaction: discord.Interaction,
+        image: str,
+        strong: bool = False,
+        count: Range[int, 1, limits.max_count] | None = None,
+    ) -> None:
+        text = f"vary {''.join(image.split())}" + (" --strong" if strong else "")
+        text += f" --n {count}" if count is not None else ""
+        await bot.run_command(interaction, text=text)
+
+    @group.command(name="upscale", description="An image 2x or 4x larger (or react \u2b06\ufe0f)")
+    @app_commands.describe(
+        image="JOB#K: the job id and the image's number, as its caption shows them",
+        scale="How many times larger (default 2)",
+    )
+    @app_commands.choices(scale=[Choice(name=f"{f}x", value=f) for f in UPSCALE_FACTORS])
+    async def upscale(
+        interaction: discord.Interaction, image: str, scale: Choice[int] | None = None
+    ) -> None:
+        text = f"upscale {''.join(image.split())}"
+        text += f" --scale {scale.value}" if scale is not None else ""
+        await bot.run_command(interaction, text=text)
 
     @group.command(name="calendar", description="The next content-calendar threads")
     async def calendar(interaction: discord.Interaction) -> None:

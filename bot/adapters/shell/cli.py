@@ -9,7 +9,7 @@ non-terminal stdin) runs a session unattended, as ``make demo`` does (in memory)
 
 Shell commands (``:help``): ``:react N VOTE [as USER]``, ``:unreact N VOTE [as USER]``,
 ``:user NAME``, ``:wait``, ``:exports``, ``:quit``. ``N`` is an image number (``#2``) or a
-message id; ``VOTE`` is approve/reject/rerender or an emoji (✅ ❌ 🔁 👍 ...).
+message id; ``VOTE`` is approve/reject/rerender/vary/upscale or an emoji (✅ ❌ 🔁 🔀 ⬆️ 👍 ...).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ PENDING_LISTED = 10  # undecided images listed at start (`/imagine review` count
 
 SHELL_HELP = """\
   /imagine ...                 a command, as in Slack or Discord (/imagine help)
-  :react N VOTE [as USER]      vote on image #N: approve, reject, rerender (or an emoji)
+  :react N VOTE [as USER]      react on image #N: approve, reject, rerender, vary,
+                               upscale (or an emoji)
   :unreact N VOTE [as USER]    take a vote back
   :user NAME                   speak as someone else from now on
   :wait                        wait until every job has finished

@@ -100,12 +100,18 @@ def test_upload_is_one_message_with_one_file_and_vote_reactions(make_bot, fake_d
     assert ref.thread == root.id
     reactions = wait_for(
         lambda: (
-            len(fake_discord.calls_to("PUT", "/reactions/")) == 3
+            len(fake_discord.calls_to("PUT", "/reactions/")) == 5
             and fake_discord.calls_to("PUT", "/reactions/")
         ),
-        what="3 reactions",
+        what="5 reactions",
     )
-    assert [c.path.split("/")[6] for c in reactions] == ["\u2705", "\u274c", "\U0001f501"]
+    assert [c.path.split("/")[6] for c in reactions] == [
+        "\u2705",
+        "\u274c",
+        "\U0001f501",
+        "\U0001f500",
+        "\u2b06\ufe0f",
+    ]
     assert all(f"/messages/{ref.id}/" in c.path for c in reactions)
 
 

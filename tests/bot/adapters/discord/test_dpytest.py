@@ -120,6 +120,8 @@ async def test_each_file_is_a_message_and_result_images_get_vote_reactions(
         ("\u2705", True),
         ("\u274c", True),
         ("\U0001f501", True),
+        ("\U0001f500", True),
+        ("\u2b06\ufe0f", True),
     ]
     assert cached(client, preview.id).reactions == []  # an input, not a result to review
     file = cached(client, manifest.id)
@@ -217,7 +219,7 @@ async def test_an_attached_image_to_a_thread_of_results_approved_by_reaction(
     assert names[0] == f"{job_id}-init.png"
     assert [n.split("-")[1] for n in names[1:]] == ["0", "1"]
     await client.adapter.aclose()  # the vote reactions are added in the background
-    assert [len(m.reactions) for m in images] == [0, 3, 3]  # votes on results only
+    assert [len(m.reactions) for m in images] == [0, 5, 5]  # votes on results only
     first = images[1]
 
     # The requester is no art director: their ✅ does not count, and they are told why.
