@@ -3,7 +3,8 @@
 No Redis server, no GPU, no download: an in-memory Redis, a worker thread and the tiny
 random-weight model. The session asks for two product photos through a template with a
 LoRA, shows the thread as it grows (progress bar, then the image files), approves one and
-rejects the other, and ends with the path of the exported PNG and its JSON sidecar.
+rejects the other, upscales the approved one 2x (⬆️) and approves that too, and ends with
+the paths of the exported PNGs and their JSON sidecars.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ SCRIPT = """\
 :wait
 :react 1 approve as ana
 :react 2 reject as ben
+:react 1 upscale as ana
+:wait
+:react 3 approve as ben
 /imagine review
 """  # noqa: E501
 
