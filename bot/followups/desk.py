@@ -27,6 +27,7 @@ from bot.jobs.resolve import JobResolver
 from bot.ports import ChatAdapter, CommandEvent, FollowupKind, MessageRef, requester_key
 from bot.quotas.desk import QuotaDesk
 from bot.records import ImageRecord, JobRecord
+from bot.review.desk import thread_of
 from bot.state import BotState
 from engine.derive import upscale_spec, variation_spec
 from engine.errors import UserError
@@ -191,7 +192,7 @@ class FollowupDesk:
         )
         waiting = self.resolver.route([spec.model])
         reservation = self.quotas.reserve([spec], requester=user, roles=roles)
-        thread = _thread_of(image)
+        thread = thread_of(image)
         try:
             if request.kind == "vary":
                 card = texts.vary_card(spec, image=image, requester=user, preset=request.preset)
@@ -275,11 +276,6 @@ class FollowupDesk:
             action()
         except Exception:
             log.warning("could not tidy up after a failure", exc_info=True)
-
-
-def _thread_of(image: ImageRecord) -> MessageRef:
-    message = image.message
-    return MessageRef(message.platform, message.channel, message.thread_id, None)
 
 
 def _capital(text: str) -> str:

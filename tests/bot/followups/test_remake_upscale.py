@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from bot.adapters.shell.cli import Shell
 from bot.cli import main
 from bot.settings import BotSettings
-from engine.settings import Settings, get_settings
+from engine.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SESSION = """\
@@ -27,23 +25,12 @@ SESSION = """\
 """
 
 
-@pytest.fixture()
-def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    data = tmp_path / "data"
-    monkeypatch.setenv("PROOFROOM_MODEL_CACHE_DIR", str(REPO_ROOT / ".proofroom" / "models"))
-    monkeypatch.setenv("PROOFROOM_DATA_DIR", str(data))
-    monkeypatch.setenv("PROOFROOM_DEVICE", "cpu")
-    monkeypatch.setenv("PROOFROOM_TEMPLATES_DIR", str(REPO_ROOT / "templates"))
-    get_settings.cache_clear()
-    yield data
-    get_settings.cache_clear()
-
-
 def _pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(path.read_bytes())).convert("RGB"), dtype=np.int16)
 
 
-def test_an_approved_upscale_renders_again_from_its_sidecar(data_dir: Path, capsys) -> None:
+def test_an_approved_upscale_renders_again_from_its_sidecar(cli_env: Path, capsys) -> None:
+    data_dir = cli_env
     settings = Settings(
         redis_url=None,
         data_dir=data_dir,

@@ -3,27 +3,14 @@ chat's own resolution of templates, flags and limits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
 from engine import metadata
-from engine.settings import get_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(autouse=True)
-def cli_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    monkeypatch.setenv("PROOFROOM_MODEL_CACHE_DIR", str(REPO_ROOT / ".proofroom" / "models"))
-    monkeypatch.setenv("PROOFROOM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PROOFROOM_DEVICE", "cpu")
-    monkeypatch.setenv("PROOFROOM_TEMPLATES_DIR", str(REPO_ROOT / "templates"))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 def test_renders_a_template_into_the_output_folder(tmp_path: Path, capsys) -> None:

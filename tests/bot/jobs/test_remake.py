@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +20,7 @@ from engine.settings import get_settings
 from engine.spec import JobSpec, Mode, new_spec
 from engine.store import LocalStore, store_from_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(autouse=True)
-def cli_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    monkeypatch.setenv("PROOFROOM_MODEL_CACHE_DIR", str(REPO_ROOT / ".proofroom" / "models"))
-    monkeypatch.setenv("PROOFROOM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PROOFROOM_DEVICE", "cpu")
-    monkeypatch.setenv("PROOFROOM_TEMPLATES_DIR", str(REPO_ROOT / "templates"))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 def _pixels(data: bytes) -> np.ndarray:
