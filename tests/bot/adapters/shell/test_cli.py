@@ -70,17 +70,22 @@ def test_make_demo_runs_a_session_and_prints_the_export(tmp_path: Path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    png = Path(
-        next(line for line in lines if line.startswith("Approved image:")).split(": ", 1)[1].strip()
-    )
-    sidecar = Path(
-        next(line for line in lines if line.startswith("Sidecar:")).split(":", 1)[1].strip()
-    )
-    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    meta = json.loads(sidecar.read_text())
-    assert meta["approved_by"] == ["ana"]
-    assert meta["template"] == "product-photo"
-    assert meta["loras"] == [{"name": "tiny-style", "weight": 0.8}]
+    pngs = [Path(line.split(": ", 1)[1].strip()) for line in lines if line.startswith("Approved")]
+    sidecars = [
+        Path(line.split(":", 1)[1].strip()) for line in lines if line.startswith("Sidecar:")
+    ]
+    assert len(pngs) == len(sidecars) == 2  # the approved image and its approved upscale
+    assert all(p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    by_mode = {
+        meta["params"]["mode"]: meta for meta in (json.loads(s.read_text()) for s in sidecars)
+    }
+    original, upscale = by_mode["txt2img"], by_mode["upscale"]
+    assert original["approved_by"] == ["ana"]
+    assert original["template"] == "product-photo"
+    assert original["loras"] == [{"name": "tiny-style", "weight": 0.8}]
+    assert upscale["approved_by"] == ["ben"]
+    assert upscale["chain"]["parent"] == f"{original['job_id']}/0"
+    assert (upscale["params"]["width"], upscale["params"]["height"]) == (128, 128)
     assert "step 8/8" in done.stdout
 
 
