@@ -93,6 +93,17 @@ class ProofroomWorker(SimpleWorker):
         """Stop after the current job (or within ``POLL_S`` when idle); safe from any thread."""
         self._stop_requested = True
 
+    def subscribe(self) -> None:
+        """RQ's command channel (``rq.command``), read by a thread that waits ``POLL_S``
+        between reads instead of RQ's 60 s: stopping the worker joins that thread, and a
+        read that began just before the unsubscribe would hold the stop for the whole wait
+        (seen as 30 s test teardowns, and a worker slow to exit on SIGTERM)."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # RQ: None
+            sleep_time=POLL_S, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
