@@ -9,6 +9,9 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
+# Test processes (pytest-xdist): most tests wait on worker processes, servers and Redis, so
+# two fill the two cores of CI. TEST_WORKERS=0 runs in one process (a debugger, -x).
+TEST_WORKERS ?= 2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -27,10 +30,10 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP) ## create .venv and install the project with its test extras
 
 test: $(STAMP) ## the whole suite (uses REDIS_URL, else 127.0.0.1:6379, else a throwaway redis-server)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(STAMP) ## the suite without tests marked slow
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 bench: $(STAMP) ## every benchmark side by side: bench/results/<date>-<host>.json and docs/benchmarks.md (under 10 min on 2 cores; BENCH_ARGS=--quick for a short run)
 	$(PY) bench/run.py $(BENCH_ARGS)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from engine.logs import configure_logging
 
 # Commands that print their own progress and result: logs stay at WARNING unless -v.
-QUIET = frozenset({"generate", "batch", "calendar", "shell", "models", "doctor"})
+QUIET = frozenset({"generate", "batch", "calendar", "shell", "models", "doctor", "api-key"})
 # name -> (module, help). The module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("bot.jobs.generate", "render a prompt or a template locally"),
@@ -23,7 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "calendar": ("bot.calendars.cli", "preview content calendars (`calendar preview NAME`)"),
     "slack": ("bot.adapters.slack.cli", "run the bot on Slack (Socket Mode or HTTP)"),
     "discord": ("bot.adapters.discord.cli", "run the bot on Discord; `discord invite-url` too"),
-    "serve": ("bot.serve.cli", "the HTTP service: Slack HTTP mode, /healthz, /readyz, /metrics"),
+    "serve": ("bot.serve.cli", "the HTTP service: the API, Slack HTTP mode, /healthz, /metrics"),
+    "api-key": ("bot.api.cli", "keys of the HTTP API: `api-key create|list|revoke`"),
     "store": ("bot.storage", "artifact store upkeep: `store prune` removes old artifacts"),
     "models": (
         "bot.jobs.models",

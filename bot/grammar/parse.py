@@ -163,7 +163,7 @@ def size_for_aspect(
 
 
 def _parse(text: str, catalog: Catalog) -> Parsed:
-    text, tags = _take_lora_tags(text)
+    text, tags = take_lora_tags(text)
     loras: dict[str, tuple[LoraRequest, str]] = {}  # by name: the request and how it was typed
     for name, weight, tag in tags:
         _add_lora(loras, lora_request(name, weight, catalog, shown=tag), shown=tag)
@@ -206,7 +206,7 @@ def _parse(text: str, catalog: Catalog) -> Parsed:
         problem = _check_variables(catalog, template, variables)
         if problem:
             return problem
-    prompt = _tidy(" ".join(words))
+    prompt = tidy(" ".join(words))
     if not _describes_something(prompt):
         if not template:  # `/imagine ""` or zero-width spaces would render an empty prompt
             return BadCommand(EMPTY_MESSAGE)
@@ -363,9 +363,11 @@ def _sampler_words(tokens: list[Token], start: int, stop: int) -> tuple[str, int
     return (tokens[start].value if start < stop else ""), min(stop, start + 1)
 
 
-def _take_lora_tags(text: str) -> tuple[str, list[tuple[str, str | None, str]]]:
+def take_lora_tags(text: str) -> tuple[str, list[tuple[str, str | None, str]]]:
     """Remove A1111 ``<lora:name:weight>`` tags from the text; return them as
-    ``(name, weight, tag as typed)``."""
+    ``(name, weight, tag as typed)``. Each tag leaves a space (:func:`tidy` closes the
+    gaps); ``weight`` is None when the tag gives none. Shared with the A1111 API
+    (``bot.api.a1111.names``), so chat and the API read the tags alike."""
     found: list[tuple[str, str | None, str]] = []
 
     def keep(match: re.Match[str]) -> str:
@@ -381,8 +383,9 @@ def _describes_something(prompt: str) -> bool:
     return any(ch not in _QUOTE_MARKS and unicodedata.category(ch)[0] not in "ZC" for ch in prompt)
 
 
-def _tidy(prompt: str) -> str:
-    """Close the gaps that removed ``<lora:...>`` tags leave behind."""
+def tidy(prompt: str) -> str:
+    """Close the gaps that removed ``<lora:...>`` tags leave behind: runs of spaces, spaces
+    before a comma, repeated commas, and spaces or commas at either end."""
     prompt = re.sub(r"\s+", " ", prompt)
     prompt = re.sub(r"\s+,", ",", prompt)
     prompt = re.sub(r",(\s*,)+", ",", prompt)
@@ -399,4 +402,6 @@ __all__ = [
     "max_command_chars",
     "parse",
     "size_for_aspect",
+    "take_lora_tags",
+    "tidy",
 ]

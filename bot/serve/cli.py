@@ -2,8 +2,9 @@
 always; Slack HTTP mode on ``PROOFROOM_SLACK_HTTP_PATH`` (``/slack/events``) when
 ``SLACK_SIGNING_SECRET`` is set (with ``SLACK_BOT_TOKEN``), together with the loop that posts
 job events into Slack threads. Without ``REDIS_URL`` it renders in this process too, as
-``proofroom slack`` does. SIGTERM or Ctrl-C: the requests in flight are answered and the work
-they started is finished before the process exits. See ``docs/deploy.md``.
+``proofroom slack`` does. The HTTP API for applications (``bot.api``, ``docs/api.md``) is
+served always. SIGTERM or Ctrl-C: the requests in flight are answered and the work they
+started is finished before the process exits. See ``docs/deploy.md``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from bot.api.routes import build_api_routes  # noqa: PLC0415 (needs the serve extra)
+
     settings = get_settings()
     bot_settings = BotSettings()
     host = args.host or bot_settings.serve_host
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             slack=runtime,
             slack_path=path,
             worker_in_process=worker is not None,
+            # The HTTP API for applications (bot.api, docs/api.md): keys in the same Redis.
+            routes=build_api_routes(settings=settings, bot_settings=bot_settings, redis=redis),
         )
         service.serve_forever()
     return 0
