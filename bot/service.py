@@ -495,8 +495,7 @@ def _refusal(message: str) -> str:
 
 def _sentence(message: str) -> str:
     """Error messages are built lower-case to be embedded; a reply starts with a capital."""
-    message = message.strip()
-    return message[:1].upper() + message[1:] if message else message
+    return texts.sentence(message)
 
 
 __all__ = ["BotService", "ImageRecord"]

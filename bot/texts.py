@@ -30,6 +30,13 @@ def mention(user: str) -> str:
     return f"<@{user}>"
 
 
+def sentence(text: str) -> str:
+    """``text`` trimmed and starting with a capital: errors are built lower-case so they can
+    be embedded, and said alone they start a sentence."""
+    text = text.strip()
+    return text[:1].upper() + text[1:]
+
+
 def escape(text: str) -> str:
     """User text as data in the neutral markup: ``&``, ``<``, ``>`` as entities, so none of
     it reads as a mention, a channel link or a link (adapters undo this where the platform
@@ -185,7 +192,7 @@ def followup_head(kind: str, *, number: int, of: int, parent: int | None, scale:
     upscaled 4x" (``parent``: the parent's number; None when it is forgotten)."""
     source = f"image {parent}" if parent is not None else "an earlier image"
     if kind == "upscale":
-        return f"{source[:1].upper()}{source[1:]} upscaled {scale}x"
+        return sentence(f"{source} upscaled {scale}x")
     return f"Variation {number}/{of} of {source}" if of > 1 else f"Variation of {source}"
 
 

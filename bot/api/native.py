@@ -31,6 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from bot import texts
 from bot.api.auth import require_key
 from bot.api.jobs import ApiJobs, JobNotFound
 from bot.api.keys import ApiKey, ApiKeys
@@ -57,9 +58,9 @@ MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
 
 def error(status: int, message: str, *, field: str | None = None, **extra: Any) -> JSONResponse:
     """An error answer: ``{"error": <sentence>, "field": ...}``."""
-    sentence = message.strip()
-    sentence = sentence[:1].upper() + sentence[1:]
-    return JSONResponse({"error": sentence, "field": field, **extra}, status_code=status)
+    return JSONResponse(
+        {"error": texts.sentence(message), "field": field, **extra}, status_code=status
+    )
 
 
 def guarded(endpoint: Endpoint, *, outage: Outage | None = None) -> Endpoint:

@@ -133,7 +133,7 @@ class FollowupDesk:
             )
         except UserError as exc:
             self.state.forget_once(*marker)  # nothing was queued: trying again may work
-            self._say(image, f"{texts.mention(user)} {_capital(texts.escape(exc.message))}")
+            self._say(image, f"{texts.mention(user)} {texts.sentence(texts.escape(exc.message))}")
         except Exception:
             self.state.forget_once(*marker)
             raise
@@ -276,7 +276,3 @@ class FollowupDesk:
             action()
         except Exception:
             log.warning("could not tidy up after a failure", exc_info=True)
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
