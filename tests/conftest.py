@@ -19,6 +19,13 @@ import redis as redis_lib
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# One torch (OpenMP) thread per process, set here, before any test module can import torch:
+# torch reads it once, at import, and the first importer is a bot test collected long before
+# tests/engine/conftest.py. Under `make test` two pytest processes and the worker
+# subprocesses they start share two cores; OpenMP threads spinning on cores another process
+# needs made renders tens of times slower. Worker subprocesses inherit it. Set
+# OMP_NUM_THREADS yourself to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # No test sees the shipped content calendars unless it asks for them: a bot started by any
 # test (or a process it spawns) reads its calendars from this empty folder, so what the
 # examples would post on today's date never lands in another test's chat.

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-# One torch thread per process (before torch is imported): the test run starts worker
-# subprocesses next to this one, and OpenMP threads spinning on shared cores make a
-# 0.3 s render take several seconds. Set OMP_NUM_THREADS yourself to override.
+# One torch thread per process. tests/conftest.py sets it, because it must come before the
+# first import of torch and a bot test collected before this file makes that import; this
+# repeat (a no-op then) only keeps the renderer tests' assumption written next to them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from engine.catalog import Catalog

@@ -80,6 +80,7 @@ def test_vary_command_strong_with_a_count(chat: FakeChat):
 
 def test_upscale_reaction_queues_a_2x_upscale_with_the_models_tile(chat: FakeChat):
     job_id, images = two_images(chat)
+    chat.close()  # the queued spec is the claim; the render is the end-to-end test's below
     parent = chat.service.state.image(images[0].ref)
     chat.react(images[0], "arrow_up", user="U1")  # Slack's name for ⬆️
     opened = card(chat, images[0], "\u2b06\ufe0f Upscaling image 1 2x to 128x128")
@@ -95,6 +96,10 @@ def test_upscale_reaction_queues_a_2x_upscale_with_the_models_tile(chat: FakeCha
 
 def test_upscale_command_4x(chat: FakeChat):
     job_id, images = two_images(chat)
+    # What is queued and said is the claim, not the render (the engine's upscale tests and the
+    # 2x end to end below render): without a worker the 256x256 upscale waits in the queue
+    # instead of holding the teardown while 25 tiles render.
+    chat.close()
     reply = chat.command(f"/imagine upscale {job_id}#2 --scale 4")
     assert "image 2 upscaled 4x to 256x256" in reply.text, reply.text
     spec = chat.service.queue.spec(job_id_in(reply.text))
