@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test test-fast bench demo lint format clean
+.PHONY: install test test-fast bench soak demo lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ test-fast: $(STAMP) ## the suite without tests marked slow
 
 bench: $(STAMP) ## every benchmark side by side: bench/results/<date>-<host>.json and docs/benchmarks.md (under 10 min on 2 cores; BENCH_ARGS=--quick for a short run)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+soak: $(STAMP) ## 500 commands from 20 users on a real worker killed half-way, then the invariants and Redis after the TTLs (SOAK_ARGS="--commands 150 --seed 7")
+	$(PY) bench/soak.py $(SOAK_ARGS)
 
 demo: $(STAMP) ## scripted shell session on the embedded default: /imagine, progress, images, approval, export
 	$(PY) -m bot.demo

@@ -107,7 +107,7 @@ class BotService:
             store=store,
             routing=routing_for(redis=redis, settings=settings, catalog=catalog),
         )
-        ttl_s = bot_settings.state_ttl_days * 86400
+        ttl_s = bot_settings.state_retention_s
         self.state = BotState(redis=redis, key_prefix=settings.key_prefix, ttl_s=ttl_s)
         # Checked before anything is queued, by this service and by the workflow desks.
         self.quotas = QuotaDesk(

@@ -8,13 +8,14 @@ because that is how people write them in a ``.env`` file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.quotas.policy import Quotas
+from engine.redaction import redacted_repr_args
 from engine.settings import Settings
 
 Names = Annotated[frozenset[str], NoDecode]
@@ -46,10 +47,16 @@ class ReviewPolicy(BaseModel):
 
 class BotSettings(ReviewPolicy, BaseSettings):
     """Settings of a chat process; see ``.env.example``. The review policy's fields are
-    its own (``PROOFROOM_APPROVER_IDS`` ...), so the settings are the policy the desks read."""
+    its own (``PROOFROOM_APPROVER_IDS`` ...), so the settings are the policy the desks read.
+    The webhook secret is a ``SecretStr`` and the webhook URL (which may carry a token) is
+    redacted in a ``repr``; validation errors never quote the values they were given."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PROOFROOM_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+        env_prefix="PROOFROOM_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     # Admins (reload the catalog, cancel anyone's job, and what later workflows reserve to
@@ -72,8 +79,10 @@ class BotSettings(ReviewPolicy, BaseSettings):
     # (manifests, zips of approved images; a bigger zip is split).
     batch_max_rows: int = Field(default=500, ge=1)
     upload_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    # How long the bot remembers threads, image messages and votes.
+    # How long the bot remembers threads, image messages and votes; ``state_ttl_s``, when
+    # set, is the same in seconds and wins (a short-lived deployment, the soak test).
     state_ttl_days: int = 90
+    state_ttl_s: int | None = Field(default=None, ge=1)
     # Content calendars: the folder of their files (None: <templates dir>/calendars), and
     # channel ids by calendar name (PROOFROOM_CALENDAR_CHANNELS__MARKETING=C0123456789),
     # which switch on a shipped example without editing it.
@@ -142,11 +151,20 @@ class BotSettings(ReviewPolicy, BaseSettings):
             )
         return self
 
+    def __repr_args__(self) -> list[tuple[str | None, Any]]:
+        return redacted_repr_args(super().__repr_args__(), url_fields=frozenset({"webhook_url"}))
+
     def is_admin(self, user: str, roles: frozenset[str] = frozenset()) -> bool:
         """Whether ``user`` (with ``roles``) is an admin; see ``admin_ids``."""
         if self.admin_ids or self.admin_roles:
             return user in self.admin_ids or bool(roles & self.admin_roles)
         return not self.open and (user in self.approver_ids or bool(roles & self.approver_roles))
+
+    @property
+    def state_retention_s(self) -> int:
+        """Seconds the bot's keys live after their last write (``state_ttl_s``, else
+        ``state_ttl_days``)."""
+        return self.state_ttl_s or self.state_ttl_days * 86400
 
     def export_path(self, settings: Settings) -> Path:
         """The folder approved images are exported to."""

@@ -4,7 +4,8 @@ still routes results to their threads and still counts reactions on old images. 
 workflows keep their keys in state classes of their own (``bot.batch.state``,
 ``bot.calendars.state``).
 
-Keys, all under ``{key_prefix}:bot:`` and expiring ``state_ttl_days`` after their last write:
+Keys, all under ``{key_prefix}:bot:`` and expiring ``state_ttl_days`` (or ``state_ttl_s``)
+after their last write, except those :func:`durable_key_patterns` lists:
 
 - ``job:{job_id}`` hash: ``record`` (spec, thread, requester, lineage), ``progress`` (the
   progress message), ``posted:{what}`` / ``image:{index}`` (what was already posted, so a
@@ -42,6 +43,40 @@ def decisions_key(key_prefix: str) -> str:
     return f"{key_prefix}:bot:decisions"
 
 
+def durable_key_patterns(key_prefix: str) -> tuple[str, ...]:
+    """The keys (glob patterns) kept without a TTL on purpose: every other key of a
+    deployment expires. Each is bounded: a counter, an index trimmed by its writer, or what
+    an admin made and removes. ``tests/soak`` checks a long run against this list and
+    ``docs/reliability.md`` cites it."""
+    p = key_prefix
+    return (
+        # Counters over all time that /metrics reads (bot.state, engine.events, engine.ledger).
+        decisions_key(p),
+        f"{p}:outcomes",
+        f"{p}:ledger:totals",
+        # The job-event stream: trimmed to event_stream_maxlen entries; its consumer groups
+        # (each bot's place in it) live on it (engine.events).
+        f"{p}:events",
+        # API keys, until `proofroom api-key revoke` (bot.api.state).
+        f"{p}:apikey:*",
+        f"{p}:apikeys",
+        f"{p}:apikey-values:*",
+        # Pools: one field per pool and per worker, dead workers dropped when read
+        # (engine.pools); the catalog's reload generation (engine.reloads).
+        f"{p}:pools:seen",
+        f"{p}:pools:workers",
+        f"{p}:catalog:generation",
+        # Jobs being rendered now, by worker (engine.tasks; emptied as they end).
+        f"{p}:running",
+        # RQ's own keys for the prefix's queues: the queues, the workers listening on each
+        # (removed when they stop) and its job registries (sorted sets RQ prunes itself).
+        f"rq:queue:{p}-*",
+        f"rq:workers:{p}-*",
+        *(f"rq:{r}:{p}-*" for r in ("wip", "finished", "failed", "canceled", "scheduled")),
+        *(f"rq:{r}:{p}-*" for r in ("deferred", "intermediate", "started")),
+    )
+
+
 class BotState:
     """Typed access to the bot's keys. One instance per process is enough; it holds no data."""
 
@@ -59,6 +94,7 @@ class BotState:
             pipe.hset(key, "record", record.model_dump_json())
             pipe.expire(key, self.ttl_s)
             pipe.sadd(self._key("open", record.thread.platform), record.spec.id)
+            pipe.expire(self._key("open", record.thread.platform), self.ttl_s)
             pipe.execute()
 
     def job(self, job_id: str) -> JobRecord | None:
@@ -85,6 +121,21 @@ class BotState:
             for job_id in job_ids:
                 pipe.hgetall(self._key("job", job_id))
             return [{as_text(k): as_text(v) for k, v in h.items()} for h in pipe.execute()]
+
+    def posted_images(self, record: JobRecord) -> dict[int, ImageRecord]:
+        """The job's images posted in its thread, by index (``image:{index}`` names each
+        image's message in the job hash)."""
+        fields = self.job_fields(record.spec.id)
+        thread = record.thread
+        found = {}
+        for name, message_id in fields.items():
+            if not name.startswith("image:"):
+                continue
+            ref = MessageRef(thread.platform, thread.channel, message_id, thread.thread_id)
+            image = self.image(ref)
+            if image is not None:
+                found[int(name.split(":", 1)[1])] = image
+        return dict(sorted(found.items()))
 
     def set_field(self, job_id: str, field: str, value: str) -> None:
         """Record something about a job (what was posted, where)."""
@@ -236,7 +287,10 @@ class BotState:
     def audit(self, **fields: str) -> None:
         """Append one line to the audit log (every vote, counted or not, and why)."""
         entry = {"ts": f"{time.time():.3f}", **fields}
-        self.redis.xadd(self._key("audit"), cast(Any, entry))
+        with self.redis.pipeline() as pipe:
+            pipe.xadd(self._key("audit"), cast(Any, entry))
+            pipe.expire(self._key("audit"), self.ttl_s)  # as the votes it records
+            pipe.execute()
 
     def audit_log(self) -> list[dict[str, str]]:
         """The audit log, oldest first."""

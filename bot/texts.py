@@ -6,7 +6,9 @@ Text from users (prompts, variables, file names, CSV cells, errors quoting them)
 through :func:`escape`: its ``&``, ``<`` and ``>`` become ``&amp;``, ``&lt;`` and ``&gt;``, as in
 Slack's own markup. Raw angle brackets are then the bot's markup alone (the mentions of
 :func:`mention`, channel links), so an adapter keeps those live and shows a ``<@U…>`` or
-``<!channel>`` someone typed as text (and Discord pings only the users the bot means)."""
+``<!channel>`` someone typed as text (and Discord pings only the users the bot means).
+Characters that hide or reorder what is shown are each platform's to handle: Slack and
+Discord show them as U+FFFD (:func:`visible`), the terminal drops whole escape sequences."""
 
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ INPUT_NAMES = {"init": "starting image", "mask": "mask", "control": "control ima
 MAX_PROMPT_SHOWN = 600  # chat messages have limits; the full prompt is in the export
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _CHARACTERS = {"amp": "&", "lt": "<", "gt": ">"}
+# C0 and C1 controls but newline and tab, DEL, and the bidi embeddings, overrides and
+# isolates (U+202A-U+202E, U+2066-U+2069): text that hides or reorders what is shown.
+_HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def mention(user: str) -> str:
@@ -42,6 +47,14 @@ def escape(text: str) -> str:
     it reads as a mention, a channel link or a link (adapters undo this where the platform
     has no such markup)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters (but newline and tab) and the bidirectional
+    overrides as U+FFFD: a NUL or a right-to-left override typed into a name would
+    otherwise hide or reorder what a quoted name or prompt reads as. The replacement shows
+    that something was there."""
+    return _HIDDEN.sub("\ufffd", text)
 
 
 def unescape(text: str) -> str:

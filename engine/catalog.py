@@ -13,7 +13,7 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -27,6 +27,10 @@ Family = Literal["sd15", "sd2", "sdxl"]
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
+# A LoRA weight from a template or loras.yaml, as `--lora name:w` allows it: a NaN or a
+# huge weight in a file would render black or noise images for every job that uses it.
+MAX_LORA_WEIGHT = 5.0
+LoraWeight = Annotated[float, Field(ge=-MAX_LORA_WEIGHT, le=MAX_LORA_WEIGHT, allow_inf_nan=False)]
 # A worker pool's name: part of RQ queue names (``engine.queue``) and of ``--pools`` lists.
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
@@ -83,7 +87,7 @@ class LoraEntry(BaseModel):
     source: str
     families: list[Family]
     triggers: list[str] = Field(default_factory=list)
-    weight: float = 0.8
+    weight: LoraWeight = 0.8
     description: str = ""
 
 
@@ -164,7 +168,7 @@ class Template(BaseModel):
     negative: str = ""
     variables: dict[str, Variable] = Field(default_factory=dict)
     model: str | None = None
-    loras: dict[str, float] = Field(default_factory=dict)
+    loras: dict[str, LoraWeight] = Field(default_factory=dict)
     steps: int | None = None
     cfg_scale: float | None = None
     sampler: str | None = None
@@ -395,7 +399,10 @@ def _quote(names: list[str]) -> str:
 def _read_yaml(path: Path) -> dict:
     if not path.exists():
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # a ValueError naming the file
+        raise ValueError(f"{path}: not valid UTF-8 YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of names to entries")
     return data
@@ -410,12 +417,19 @@ def _entries(model: type[M], path: Path, found: Mapping[str, M]) -> dict[str, M]
         # A found model's pool is its family's by default: not a choice to carry over when
         # the YAML entry names another family or pool.
         base = found[name].model_dump(exclude={"name", "pool"}) if name in found else {}
-        entries[name] = _parse(model, name, {**base, **(body or {})}, path)
+        entries[name] = _parse(model, name, {**base, **_fields(name, body, path)}, path)
     return entries
+
+
+def _fields(name: object, body: object, path: Path) -> dict:
+    """An entry's fields; a ``ValueError`` naming the file when it has none to give."""
+    if body is not None and not isinstance(body, dict):
+        raise ValueError(f"{path}: entry {name!r} must be a mapping of fields, not {body!r:.60}")
+    return body or {}
 
 
 def _parse(model: type[M], name: str, body: dict, path: Path) -> M:
     try:
-        return model.model_validate({"name": name, **(body or {})})
+        return model.model_validate({"name": name, **_fields(name, body, path)})
     except ValidationError as exc:
         raise ValueError(f"{path}: entry {name!r} is invalid: {exc}") from exc

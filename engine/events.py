@@ -8,7 +8,9 @@ for ``settings.event_claim_idle_s``) to another consumer of its group.
 
 Keys (all under ``settings.key_prefix``):
 
-- ``{prefix}:events``: the stream, trimmed to about ``settings.event_stream_maxlen`` entries.
+- ``{prefix}:events``: the stream, trimmed to about ``settings.event_stream_maxlen`` entries;
+  it expires ``settings.result_ttl_s`` after the last event (as the results it reports), and
+  a reader's next read starts it over with its group (``NOGROUP`` below).
 - ``{prefix}:done:{job_id}``: the terminal guard; its value is the terminal kind. Set in the same
   transaction as the terminal event's XADD, so a job retried after a worker crash can never
   publish a second ``done``.
@@ -78,7 +80,11 @@ class EventStream:
     def publish(self, event: JobEvent) -> str:
         """Append ``event``; return its stream entry id. Use :meth:`publish_terminal` for
         done/failed/cancelled so that each job ends exactly once."""
-        return as_text(self.redis.xadd(self.key, self._fields(event), **self._trim()))
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(self.key, self._fields(event), **self._trim())
+            pipe.expire(self.key, self.settings.result_ttl_s)
+            entry_id, _ = pipe.execute()
+        return as_text(entry_id)
 
     def publish_terminal(self, event: JobEvent) -> str | None:
         """Publish a terminal event unless the job already has one; return the entry id, or
@@ -96,8 +102,9 @@ class EventStream:
                     pipe.multi()
                     pipe.set(guard, event.kind, ex=self.settings.result_ttl_s)
                     pipe.xadd(self.key, self._fields(event), **self._trim())
+                    pipe.expire(self.key, self.settings.result_ttl_s)
                     pipe.hincrby(outcomes_key(self.settings), event.kind, 1)  # /metrics
-                    _, entry_id, _ = pipe.execute()
+                    _, entry_id, _, _ = pipe.execute()
                     return as_text(entry_id)
                 except redis_lib.WatchError:
                     # Someone else ended the job, or the connection was lost (redis-py then
@@ -214,6 +221,8 @@ class EventStream:
                 group, consumer, {self.key: cursor}, count=count, block=block_ms
             )
         except redis_lib.ResponseError as exc:
+            if "UNBLOCKED" in str(exc):
+                return []  # the stream expired (or was deleted) while we waited on it
             if "NOGROUP" not in str(exc):
                 raise
             # The stream (and its groups) was deleted since: start over from its beginning.

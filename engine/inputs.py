@@ -32,6 +32,7 @@ PAD_COLOR = (0, 0, 0)  # letterbox bars; black in a mask means "keep"
 MASK_THRESHOLD = 128
 ASPECT_TOLERANCE = 0.02  # a mask may differ from its image by rounding, not by shape
 ROLES = ("init", "mask", "control")  # in this order: the mask is matched to the init image
+_WIDE_GRAY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # integer grayscale over 8 bits
 
 
 class InputImageError(UserError):
@@ -129,13 +130,27 @@ def to_mask(image: Image.Image) -> Image.Image:
 
 def _flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """``image`` over an RGB canvas of ``background`` when it has transparency; otherwise
-    ``image`` itself, in its own mode."""
+    ``image`` itself, in its own mode (8 bits a channel)."""
+    image = _eight_bit(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, background)
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return image
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (``I;16``: PNGs from scanners and 16-bit exports) scaled to
+    ``L``. Pillow's own conversion clips every value over 255 to white, so a mid-grey
+    photo became a white picture and any 16-bit mask repainted everything."""
+    if image.mode not in _WIDE_GRAY:
+        return image
+    scaled = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    transparent = image.info.get("transparency")
+    if isinstance(transparent, int):
+        scaled.info["transparency"] = transparent // 256
+    return scaled
 
 
 def binarise(mask: Image.Image) -> Image.Image:

@@ -9,7 +9,8 @@ Keys, under ``{key_prefix}:ledger:``:
   ``failed`` (never delivered: left out as blank, the job failed or was cancelled). Expires
   ``ledger_days`` after the job ended.
 - ``index`` sorted set: job ids by the time they ended, so a range of days is one
-  ``ZRANGEBYSCORE``; entries older than the retention are trimmed on each write.
+  ``ZRANGEBYSCORE``; entries older than the retention are trimmed on each write, and the
+  whole index expires when no job has ended for the retention.
 - ``totals`` hash: ``jobs``, ``images`` (delivered) and ``gpu_s`` over all time, kept for
   good (``proofroom serve``'s ``/metrics`` reads it); a job written again adds only the
   difference.
@@ -143,10 +144,12 @@ def usage_record(
 class Ledger:
     """The ledger's keys (see the module docstring) on one Redis client."""
 
-    def __init__(self, *, redis: redis_lib.Redis, key_prefix: str, days: int = 400) -> None:
+    def __init__(
+        self, *, redis: redis_lib.Redis, key_prefix: str, days: int = 400, ttl_s: int | None = None
+    ) -> None:
         self.redis = redis
         self.base = f"{key_prefix}:ledger"
-        self.ttl_s = days * 24 * 3600
+        self.ttl_s = ttl_s or days * 24 * 3600  # ttl_s: Settings.ledger_retention_s
 
     def job_key(self, job_id: str) -> str:
         """The hash of one job's record and outcomes."""
@@ -183,6 +186,8 @@ class Ledger:
             pipe.expire(key, self.ttl_s)
             pipe.zadd(self.index_key, {record.job_id: record.ended_at})
             pipe.zremrangebyscore(self.index_key, "-inf", time.time() - self.ttl_s)
+            # Every entry is past the retention once no job has ended for that long.
+            pipe.expire(self.index_key, self.ttl_s)
             pipe.execute()
 
     def set_outcome(self, job_id: str, index: int, outcome: Outcome) -> bool:

@@ -9,6 +9,7 @@ same UNet, VAE and text encoders, so a mode costs no memory beyond its ControlNe
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -301,19 +302,36 @@ class PipelineCache:
         """Names of the models held now, least recently used first."""
         return [e.name for e in self._entries.values() if isinstance(e, LoadedPipeline)]
 
+    def free_memory(self) -> None:
+        """What the worker does after a job ran out of memory: keep the model used last
+        (the next job most likely wants it warm), evict every other model and the
+        ControlNets (on the device they only compete for its memory), collect garbage and,
+        on CUDA, hand the allocator's cached blocks back, so the next job can get what this
+        one could not."""
+        with self._lock:
+            last = next((k for k in reversed(self._entries) if k[0] == "model"), None)
+            for key in [k for k in self._entries if k != last]:
+                self._remove(key)
+                log.info("evicted %s to free memory after a job ran out of it", "/".join(key[1:3]))
+        gc.collect()  # tensors held in reference cycles (pipelines, modules) go now
+        self._free()
+
     def _evict(self, *, keep: tuple[tuple[str, ...], ...]) -> None:
         evicted = False
         while self.total_bytes > self.budget_bytes and len(self._entries) > len(keep):
-            key, old = next((k, e) for k, e in self._entries.items() if k not in keep)
-            del self._entries[key]
-            if isinstance(old, LoadedControlNet):
-                for entry in self._entries.values():
-                    if isinstance(entry, LoadedPipeline):
-                        entry.forget(old.key)
+            key = next(k for k in self._entries if k not in keep)
+            self._remove(key)
             log.info("evicted %s to stay within the cache budget", "/".join(key[1:3]))
             evicted = True
         if evicted:
             self._free()
+
+    def _remove(self, key: tuple[str, ...]) -> None:
+        old = self._entries.pop(key)
+        if isinstance(old, LoadedControlNet):
+            for entry in self._entries.values():
+                if isinstance(entry, LoadedPipeline):
+                    entry.forget(old.key)
 
     def _free(self) -> None:
         if self.device.startswith("cuda"):

@@ -72,8 +72,13 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
             round_open.append(len(res))
         elif token == "[":
             square_open.append(len(res))
-        elif weight is not None and round_open:
+        elif weight is not None and round_open and _number(weight):
             multiply(round_open.pop(), float(weight))
+        elif weight is not None and round_open:
+            # `(red:1.2.3)` is no weight: A1111 raises here and the job would fail in the
+            # worker; the text stays text and the bracket counts as a plain `)`.
+            res.append([token[:-1].rstrip(), 1.0])
+            multiply(round_open.pop(), 1.1)
         elif token == ")" and round_open:
             multiply(round_open.pop(), 1.1)
         elif token == "]" and square_open:
@@ -96,6 +101,15 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
         else:
             merged.append([text_, weight_])
     return [(t, w) for t, w in merged if t or w == -1.0] or [("", 1.0)]
+
+
+def _number(text: str) -> bool:
+    """Whether ``text`` (digits, dots and a sign) reads as a weight: one number."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass

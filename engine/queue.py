@@ -151,7 +151,15 @@ class JobQueue:
             )
         )
         if spec.requested_by:
-            self.redis.sadd(self._active_key(spec.requested_by), spec.id)
+            with self.redis.pipeline() as pipe:
+                pipe.sadd(self._active_key(spec.requested_by), spec.id)
+                # An index of the user's live jobs, pruned as it is read: a user idle for
+                # longer than RQ keeps an ended job (and its longest run) has none left.
+                pipe.expire(
+                    self._active_key(spec.requested_by),
+                    self.settings.result_ttl_s + self.settings.job_timeout_s,
+                )
+                pipe.execute()
         self._push(queue, spec)
         log.info("queued job %s on %s", spec.id, queue.name)
         return spec.id
@@ -183,6 +191,8 @@ class JobQueue:
         self.redis.set(self.cancel_key(job_id), "1", ex=self.settings.job_timeout_s * 2 + 60)
         if self._queue(job.origin).remove(job.id):
             job.cancel()
+            # RQ keeps a cancelled job's hash for good; forget it as a finished one.
+            self.redis.expire(job.key, self.settings.result_ttl_s)
             spec = job_spec(job=job)
             self.events.publish_terminal(
                 JobEvent(

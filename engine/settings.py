@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.redaction import redacted_repr_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,6 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # overflow, like a photo print) or "pad" (fit whole, letterboxed). Used by ``engine.inputs``
 # and ``engine.spec`` too; defined here because both import this module.
 Fit = Literal["crop", "pad"]
+
+# Settings that are URLs, which may carry a password: shown redacted in a repr.
+URL_FIELDS = frozenset({"redis_url", "s3_endpoint_url", "s3_public_endpoint_url"})
 
 
 class Limits(BaseModel):
@@ -73,10 +78,16 @@ class QaSettings(QaThresholds):
 
 
 class Settings(BaseSettings):
-    """Process settings; see ``.env.example`` for every variable."""
+    """Process settings; see ``.env.example`` for every variable. Its ``repr`` hides the
+    password of ``REDIS_URL`` (``engine.redaction``), and a validation error never quotes
+    the values it was given (a bad variable beside ``REDIS_URL`` would show it)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PROOFROOM_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+        env_prefix="PROOFROOM_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     redis_url: str | None = Field(
@@ -161,11 +172,20 @@ class Settings(BaseSettings):
     # The usage ledger (engine.ledger): each job's record is kept this many days, far past
     # result_ttl_s, so `proofroom usage` can sum up months.
     ledger_days: int = Field(default=400, ge=1)
+    ledger_ttl_s: int | None = Field(default=None, ge=1)  # seconds; set, wins over ledger_days
     # What one hour of the GPU costs here (power plus hardware amortised; the README works it
     # out from the lesson's figures) and what one image costs from a cloud API, in `currency`.
     gpu_hour_cost: float = Field(default=0.08, ge=0)
     cloud_price_per_image: float = Field(default=0.007, ge=0)
     currency: str = "$"
+
+    def __repr_args__(self) -> list[tuple[str | None, Any]]:
+        return redacted_repr_args(super().__repr_args__(), url_fields=URL_FIELDS)
+
+    @property
+    def ledger_retention_s(self) -> int:
+        """Seconds a job's usage record is kept (``ledger_ttl_s``, else ``ledger_days``)."""
+        return self.ledger_ttl_s or self.ledger_days * 24 * 3600
 
     @property
     def artifacts_dir(self) -> Path:

@@ -11,7 +11,10 @@ Events: ``started``; ``progress`` at most once per ``settings.progress_interval_
 for the last step; then exactly one of ``done`` / ``failed`` / ``cancelled`` (guarded in Redis,
 see ``engine.events``). A user error is reported with its own sentence and not retried; any
 other exception is logged with its traceback and job id, retried while RQ has retries left,
-and reported as "something went wrong on our side (job ...)" on the last attempt.
+and reported as "something went wrong on our side (job ...)" on the last attempt. Running
+out of memory or of room in the artifact store is reported with its own sentence and not
+retried either (``engine.errors.exhaustion_error``); after running out of memory the
+pipeline cache frees what it can, and the worker goes on with its next job.
 
 Redis outages (see ``engine.outage``): the worker's client waits out an outage, so what must
 happen (the running entry, ``started``, the terminal event) happens once Redis is back. What may
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -36,7 +40,13 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.timeouts import JobTimeoutException
 
-from engine.errors import CancelledError, UserError, internal_message
+from engine.errors import (
+    CancelledError,
+    OutOfMemory,
+    UserError,
+    exhaustion_error,
+    internal_message,
+)
 from engine.events import EventStream, JobEvent
 from engine.ledger import Ledger, usage_record
 from engine.merging import CallCounters
@@ -209,6 +219,7 @@ def _render(ctx: WorkerContext, members: list[Member]) -> None:
         )
     except Exception as exc:  # nothing rendered: the model, say, could not be loaded
         outcomes = [exc] * len(members)
+    outcomes = _exhaustion(ctx, members, outcomes)
     observe_render(model=members[0].spec.model, seconds=time.monotonic() - started)
     ctx.counters.merged += len(members) - 1
     for member, outcome, lifeline, note in zip(members, outcomes, lifelines, notes, strict=True):
@@ -224,6 +235,33 @@ def _render(ctx: WorkerContext, members: list[Member]) -> None:
             member.outcome = _settle(ctx, member, outcome, lifeline=lifeline, notes=note)
         except (Exception, JobVanished) as exc:  # what RQ records for this job
             member.outcome = exc
+
+
+def _exhaustion(ctx: WorkerContext, members: list[Member], outcomes: list[Any]) -> list[Any]:
+    """``outcomes`` with each failure for want of memory or of room in the store replaced
+    by the user error it stands for (``engine.errors.exhaustion_error``: a sentence, no
+    retry, since the same job would fail the same way). After running out of memory the
+    cache frees what it can, so the next job gets the memory this one could not."""
+    mapped: list[Any] = []
+    out_of_memory = False
+    for member, outcome in zip(members, outcomes, strict=True):
+        error = None
+        if isinstance(outcome, Exception) and not isinstance(outcome, UserError):
+            error = exhaustion_error(outcome, job_id=member.spec.id)
+        if error is None:
+            mapped.append(outcome)
+            continue
+        # One line with what the allocator or the file system said: the cause is known.
+        log.warning("job %s: %s (%s)", member.spec.id, error.kind, outcome)
+        if isinstance(error, OutOfMemory):
+            out_of_memory = True
+            # Its traceback holds the frames of the failed call, and through them the
+            # tensors allocated before the one that failed: let them go first.
+            traceback.clear_frames(outcome.__traceback__)
+        mapped.append(error)
+    if out_of_memory:
+        ctx.cache.free_memory()
+    return mapped
 
 
 def _record_usage(
@@ -250,7 +288,9 @@ def _record_usage(
             ended_at=time.time(),
         )
         Ledger(
-            redis=ctx.redis, key_prefix=ctx.settings.key_prefix, days=ctx.settings.ledger_days
+            redis=ctx.redis,
+            key_prefix=ctx.settings.key_prefix,
+            ttl_s=ctx.settings.ledger_retention_s,
         ).write(record, outcomes)
     except Exception:
         log.warning("job %s: its usage record was not written", spec.id, exc_info=True)

@@ -105,7 +105,7 @@ class ApiJobs:
             is_admin=bot_settings.is_admin,
         )
         self.keys = ApiKeys(redis=redis, key_prefix=settings.key_prefix)
-        self.ttl_s = bot_settings.state_ttl_days * 86400
+        self.ttl_s = bot_settings.state_retention_s
         self.state = ApiState(redis=redis, key_prefix=settings.key_prefix, ttl_s=self.ttl_s)
         self.group = f"{bot_settings.event_group}-api"
         self.consumer = bot_settings.event_consumer

@@ -120,18 +120,13 @@ class ApiVotes:
     def _record(self, spec: JobSpec, *, key: ApiKey, index: int) -> ImageRecord:
         """The image's record: its chat message's, or one of platform ``api``."""
         if spec.origin.get("platform") != "api":
-            fields = self.state.job_fields(spec.id)
-            posted = fields.get(f"image:{index}")
             job = self.state.job(spec.id)
-            if not posted or job is None:
+            found = self.state.posted_images(job).get(index) if job is not None else None
+            if found is None:
                 raise NotPostedYet(
                     f"image {index + 1} of job `{spec.id}` is not in its review thread yet; "
                     "try again in a moment"
                 )
-            ref = MessageRef(job.thread.platform, job.thread.channel, posted, job.thread.thread_id)
-            found = self.state.image(ref)
-            if found is None:
-                raise NotPostedYet(f"image {index + 1} of job `{spec.id}` is not recorded yet")
             return found
         ref = MessageRef("api", key.id, f"{spec.id}-{index}", spec.id)
         found = self.state.image(ref)

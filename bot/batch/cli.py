@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import redis as redis_lib
+
 from bot.batch.manifest import ManifestEntry, manifest_csv, unflagged
 from bot.batch.plan import (
     PlannedRow,
@@ -33,6 +35,7 @@ from engine.errors import UserError
 from engine.events import EventStream, JobEvent
 from engine.model_folders import load_catalog
 from engine.queue import JobQueue
+from engine.redaction import redacted_url
 from engine.settings import Settings, get_settings
 from engine.store import store_from_settings
 
@@ -90,7 +93,15 @@ def run(args: argparse.Namespace) -> int:
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    return _render(planned, args=args, settings=settings, catalog=catalog)
+    try:
+        return _render(planned, args=args, settings=settings, catalog=catalog)
+    except redis_lib.AuthenticationError as exc:  # a wrong password: no traceback, no password
+        print(
+            f"error: Redis at {redacted_url(settings.redis_url)} refused the login ({exc}); "
+            "check the user name and password in REDIS_URL",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _render(
@@ -111,7 +122,8 @@ def _render(
         if worker is not None:  # one line per job from RQ would bury the progress bar
             logging.getLogger("rq.worker").setLevel(logging.WARNING)
         else:
-            print(f"queued on {settings.redis_url}; waiting for a worker (`proofroom worker`)")
+            where = redacted_url(settings.redis_url)  # the URL's password stays out of sight
+            print(f"queued on {where}; waiting for a worker (`proofroom worker`)")
         try:
             enqueue_all(planned, batch_id=batch_id, submit=queue.enqueue, cancel=queue.cancel)
             ended = _wait(

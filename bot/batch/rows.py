@@ -87,6 +87,8 @@ def read_batch_csv(
             problems.append(_unreadable(count + 2, exc))
             raise BatchFileError(problems) from None
         number = count + 1  # the header is row 1 in a spreadsheet
+        if count > max_rows:
+            continue  # refused for its length: counted, not checked (500,000 rows took 7 s)
         if None in record:
             problems.append(f"row {number}: more cells than columns in the header")
             continue
@@ -101,6 +103,8 @@ def read_batch_csv(
         problems.append(f"the file has {count} rows; the limit is {max_rows} per batch (split it)")
     if count == 0:
         problems.append("the file has a header but no rows")
+    elif not rows and not problems:  # every row blank: nothing to queue, not a batch of none
+        problems.append("every row of the file is empty; fill in at least one row")
     if problems:
         raise BatchFileError(problems)
     return rows

@@ -108,8 +108,9 @@ def _parse_field(
     values: set[int] = set()
     for item in text.upper().split(","):
         base, _, step_text = item.partition("/")
-        step = int(step_text) if step_text.isdigit() else 1
-        if step_text and not step_text.isdigit():
+        digits = step_text.isascii() and step_text.isdigit()  # not `²`: int() refuses it
+        step = int(step_text) if digits else 1
+        if (step_text and not digits) or step == 0:
             raise ValueError(f"cron {name}: bad step `{step_text}`")
         if base == "*":
             start, end = low, high
@@ -126,6 +127,6 @@ def _parse_field(
 def _value(token: str, name: str, names: dict[str, int]) -> int:
     if token in names:
         return names[token]
-    if token.isdigit():
+    if token.isascii() and token.isdigit():
         return int(token)
     raise ValueError(f"cron {name}: `{token}` is not a number or name")

@@ -32,7 +32,7 @@ class Theme(BaseModel):
     title: str
     template: str
     variables: dict[str, str] = Field(default_factory=dict)
-    variations: int = 4
+    variations: int = Field(default=4, ge=1)
     model: str | None = None
 
 
@@ -47,7 +47,8 @@ class Calendar(BaseModel):
     schedule: str = "0 9 * * MON"
     timezone: str = "UTC"
     digest: str | None = "0 17 * * FRI"
-    catch_up_hours: float = 72.0
+    # At most a year: a NaN, an infinity or 1e308 made every scheduler tick raise.
+    catch_up_hours: float = Field(default=72.0, gt=0, le=366 * 24, allow_inf_nan=False)
     weeks_of_month: dict[int, Theme] = Field(default_factory=dict)
     iso_weeks: dict[int, Theme] = Field(default_factory=dict)
 
@@ -58,9 +59,9 @@ class Calendar(BaseModel):
         bad = [w for w in self.weeks_of_month if not 1 <= w <= 5]
         if bad:
             raise ValueError(f"weeks_of_month keys are 1-5; got {bad}")
-        parse_cron(self.schedule, timezone=self.timezone)
+        _fires_every_year("schedule", parse_cron(self.schedule, timezone=self.timezone))
         if self.digest:
-            parse_cron(self.digest, timezone=self.timezone)
+            _fires_every_year("digest", parse_cron(self.digest, timezone=self.timezone))
         return self
 
     @cached_property
@@ -106,6 +107,36 @@ class Calendar(BaseModel):
             catalog.template(theme.template).render(theme.variables)
             if theme.model:
                 catalog.model(theme.model)
+
+
+# Weekdays and leap years repeat every 28 years between 1901 and 2099: a schedule that
+# fires on some day of each stretch of this many days in those 28 years always does.
+_CYCLE_START, _CYCLE_DAYS = date(2001, 1, 1), 28 * 365 + 7
+_CYCLE = [
+    (day.day, day.month, day.isoweekday() % 7)
+    for day in (_CYCLE_START + timedelta(days=n) for n in range(_CYCLE_DAYS))
+]
+_LONGEST_GAP_DAYS = 366  # the scheduler looks 400 days ahead and back (bot.calendars.cron)
+
+
+def _fires_every_year(field: str, cron: Cron) -> None:
+    """Refuse a schedule that never fires (``0 9 30 2 *``) or skips whole years
+    (``0 9 29 2 *``): the scheduler's search would fail on every tick, on some dates only."""
+    days, months, weekdays = cron.days, cron.months, cron.weekdays
+    hits = [
+        n
+        for n, (day, month, weekday) in enumerate(_CYCLE)
+        if day in days and month in months and weekday in weekdays
+    ]
+    if not hits:
+        raise ValueError(f"{field} `{cron.expression}` never fires: no date matches it")
+    gaps = [b - a for a, b in zip(hits, hits[1:], strict=False)]
+    gaps.append(hits[0] + _CYCLE_DAYS - hits[-1])
+    if max(gaps) > _LONGEST_GAP_DAYS:
+        raise ValueError(
+            f"{field} `{cron.expression}` goes {max(gaps)} days without firing; a calendar "
+            "posts at least once a year (e.g. 0 9 * * MON)"
+        )
 
 
 @dataclass(frozen=True)
@@ -157,7 +188,12 @@ def load_calendars(root: Path, *, channels: Mapping[str, str] | None = None) -> 
     calendars = {}
     channels = {name.lower(): channel for name, channel in (channels or {}).items()}
     for path in sorted(root.glob("*.yaml")):
-        body = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            body = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not valid UTF-8 YAML ({exc})") from None
+        if not isinstance(body, dict):
+            raise ValueError(f"{path}: a calendar is a mapping of fields (name: value)")
         if channels.get(path.stem.lower()):
             body["channel"] = channels[path.stem.lower()]
         try:

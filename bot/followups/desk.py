@@ -153,7 +153,7 @@ class FollowupDesk:
                 f"command in the image's channel, with the job id of its caption: "
                 f"`/imagine {request.kind} JOB#K`"
             )
-        images = self._images(record)
+        images = list(self.state.posted_images(record).values())
         if not images:
             raise FollowupUsage(
                 f"job `{record.spec.id}` has no images in its thread yet; wait for them, or "
@@ -254,18 +254,6 @@ class FollowupDesk:
         return max(8, native // 8 * 8)
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _images(self, record: JobRecord) -> list[ImageRecord]:
-        """The job's posted images in index order (``image:{index}`` names each message)."""
-        fields = self.state.job_fields(record.spec.id)
-        thread = record.thread
-        found = []
-        for index in sorted(int(k.split(":", 1)[1]) for k in fields if k.startswith("image:")):
-            ref = MessageRef(thread.platform, thread.channel, fields[f"image:{index}"])
-            image = self.state.image(ref)
-            if image is not None:
-                found.append(image)
-        return found
 
     def _say(self, image: ImageRecord, text: str) -> None:
         self.adapter.post(channel=image.message.channel, thread=image.message.thread_id, text=text)

@@ -9,12 +9,11 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.catalog import Catalog
+from engine.catalog import MAX_LORA_WEIGHT, Catalog
 from engine.errors import UserError
 from engine.spec import SAMPLERS
 
 MAX_RATIO = 4  # wider than 4:1 gives SD models stretched, repeated subjects
-MAX_LORA_WEIGHT = 5.0
 _INT = re.compile(r"^[+-]?[0-9]{1,12}$")
 _FLOAT = re.compile(r"^[+-]?([0-9]{1,9}(\.[0-9]{0,9})?|\.[0-9]{1,9})$")
 _RATIO = re.compile(r"^([0-9]{1,4}):([0-9]{1,4})$")

@@ -62,10 +62,15 @@ class Delivery:
         if "record" not in fields or "result" not in fields:
             return False
         job = JobRecord.model_validate_json(fields["record"])
-        images = JobResult.model_validate_json(fields["result"]).images
-        if all(f"image:{i.index}" in fields for i in images):
+        result = JobResult.model_validate_json(fields["result"])
+        if all(f"image:{i.index}" in fields for i in result.images):
             return False
-        self._post_images(job, images, fields)
+        # The progress message was refused with the images: it says "Done" now, not the
+        # step it stopped at.
+        done = JobEvent(job_id=job.spec.id, kind="done", origin=job.spec.origin, result=result)
+        self._progress(done, job, fields, count=len(result.images), seconds=result.total_s or None)
+        self.state.set_field(job.spec.id, "posted:end", "done")
+        self._post_images(job, result.images, fields)
         self.state.close_job(job)
         return True
 

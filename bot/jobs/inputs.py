@@ -79,7 +79,15 @@ def sort_inputs(
     attachments: tuple[Attachment, ...] | list[Attachment], *, mask: str | None, control: bool
 ) -> JobInputs:
     """Give each attached image its part (see the module docstring). Files that are not
-    images (a CSV for a batch) are another workflow's and are left alone."""
+    images (a CSV for a batch) are another workflow's and are left alone; an image of a
+    kind a job cannot take (GIF, SVG) is refused rather than left out."""
+    refused = [a for a in attachments if _other_image(a.content_type)]
+    if refused:
+        # Dropping it would queue a job from the text alone, which is not what was asked.
+        raise UserError(
+            f"`{refused[0].filename}` is an image of type {refused[0].content_type}, which I "
+            "can't use; attach a PNG, JPEG or WebP file"
+        )
     images = [a for a in attachments if a.content_type in IMAGE_TYPES]
     roles: dict[str, Attachment] = {}
     free: list[Attachment] = []
@@ -167,6 +175,12 @@ def post_inputs(
             filename=f"{spec.id}-{role}.png",
             text=texts.input_caption(role, spec),
         )
+
+
+def _other_image(content_type: str) -> bool:
+    """Whether a file declared as an image is of a kind a job cannot take (GIF, SVG...)."""
+    kind = content_type.split(";")[0].strip().lower()
+    return kind.startswith("image/") and kind not in IMAGE_TYPES
 
 
 def _assign(roles: dict[str, Attachment], role: str, file: Attachment) -> None:

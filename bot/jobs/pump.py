@@ -4,8 +4,9 @@
 each in its thread (``bot.jobs.delivery``) and acknowledges it. A progress event followed by
 a later event of the same job in the same batch is skipped: one edit, not several. An event
 that could not be shown (a chat API failing for a while) stays unacknowledged and is read
-again after a pause, a few times, before it is given up; what was posted is recorded, so
-nothing is posted twice.
+again after a pause that doubles each time, before it is given up: a progress event after a
+few tries (a later one replaces it), the end of a job (its images, its failure sentence)
+only after minutes of outage. What was posted is recorded, so nothing is posted twice.
 
 Redis outages: :meth:`EventPump.run_until` logs one line when Redis goes away and one when
 it is back (``engine.outage``), waits with backoff meanwhile, then reads again the events it
@@ -28,9 +29,12 @@ from engine.outage import CONNECTION_ERRORS, Outage
 log = logging.getLogger(__name__)
 
 # A chat API can fail for a while (rate limits, an outage): an event that could not be shown
-# is read again after a pause, a few times, before it is given up.
+# is read again after a pause (0.5 s, 1 s, 2 s ... at most RETRY_MAX_S) before it is given
+# up: a progress event after a few tries, the end of a job after about three minutes.
 MAX_DELIVERY_ATTEMPTS = 5
+MAX_TERMINAL_ATTEMPTS = 12
 RETRY_BASE_S = 0.5
+RETRY_MAX_S = 30.0
 # While Redis is away the event loop tries again after 0.5 s, 1 s, 2 s ... at most this long.
 OUTAGE_MAX_WAIT_S = 2.0
 
@@ -124,19 +128,26 @@ class EventPump:
             # Left unacknowledged and read again later (or after a restart); what was
             # posted is recorded, so nothing is posted twice.
             attempts = self._attempts[entry_id] = self._attempts.get(entry_id, 0) + 1
+            most = MAX_TERMINAL_ATTEMPTS if event.terminal else MAX_DELIVERY_ATTEMPTS
             log.exception(
                 "job %s: could not show %s event (attempt %d of %d)",
                 event.job_id,
                 event.kind,
                 attempts,
-                MAX_DELIVERY_ATTEMPTS,
+                most,
             )
-            if attempts < MAX_DELIVERY_ATTEMPTS:
-                delay = RETRY_BASE_S * 2 ** (attempts - 1)
+            if attempts < most:
+                delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (attempts - 1))
                 retry_at = time.monotonic() + delay
                 self._retry_at = min(self._retry_at or retry_at, retry_at)
                 return False
-            log.error("job %s: giving up on its %s event", event.job_id, event.kind)
+            log.error(
+                "job %s: giving up on its %s event (a finished job's images are kept: "
+                "`/imagine repost %s` posts them)",
+                event.job_id,
+                event.kind,
+                event.job_id,
+            )
         return True
 
 

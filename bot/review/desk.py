@@ -98,8 +98,10 @@ class ReviewDesk:
         """Apply one reaction added or removed on any message (others are ignored)."""
         if event.vote is None:
             return
+        # Remembered no longer than the votes it guards (short in tests).
+        dedupe_s = min(DEDUPE_TTL_S, self.state.ttl_s)
         if event.event_id and not self.state.once(
-            "event", event.platform, event.event_id, ttl_s=DEDUPE_TTL_S
+            "event", event.platform, event.event_id, ttl_s=dedupe_s
         ):
             return  # the platform delivered this event again
         image = self.state.image(event.message)

@@ -13,7 +13,9 @@ class UsageState:
     """Typed access to the ledger's keys on one Redis client."""
 
     def __init__(self, *, redis: redis_lib.Redis, settings: Settings) -> None:
-        self.ledger = Ledger(redis=redis, key_prefix=settings.key_prefix, days=settings.ledger_days)
+        self.ledger = Ledger(
+            redis=redis, key_prefix=settings.key_prefix, ttl_s=settings.ledger_retention_s
+        )
 
     def set_outcome(self, job_id: str, index: int, outcome: Outcome) -> bool:
         """Record a review decision (or its withdrawal: ``pending``) on image ``index``."""

@@ -137,7 +137,12 @@ def utc_now() -> datetime:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file beside it and a rename, so a
     reader (another process, a sync tool watching the folder) never sees half a file, and
-    two writers of the same file leave one whole copy."""
+    two writers of the same file leave one whole copy. A write that fails removes its
+    temporary file."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except BaseException:  # a full disk, a timeout: no partial file left to fill it further
+        partial.unlink(missing_ok=True)
+        raise

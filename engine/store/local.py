@@ -37,16 +37,24 @@ class LocalStore:
         self.clock = clock
 
     def put(self, data: bytes, *, suffix: str, meta: dict[str, Any] | None = None) -> str:
-        """Write ``data`` atomically and return its id."""
+        """Write ``data`` atomically and return its id; when that fails, nothing of it is
+        left in the folder."""
         artifact_id = new_id(suffix, now=self.clock())
         job_id = job_of(meta)
         target = self._file(artifact_id)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if meta is not None:
-            atomic_write(_sidecar(target), json.dumps(meta).encode())
-        atomic_write(target, data)
-        if job_id is not None:  # after the file: the index never names a missing artifact
-            self._mark(job_id, artifact_id)
+        try:
+            if meta is not None:
+                atomic_write(_sidecar(target), json.dumps(meta).encode())
+            atomic_write(target, data)
+            if job_id is not None:  # after the file: the index never names a missing artifact
+                self._mark(job_id, artifact_id)
+        except BaseException:
+            # A put that fails (a full disk, a write cut short by a job timeout) leaves
+            # nothing behind: no file under an id nobody was given, no metadata without
+            # its file. atomic_write has removed its own partial file already.
+            self._discard(artifact_id, job_id)
+            raise
         return artifact_id
 
     def get(self, artifact_id: str) -> bytes:
@@ -118,6 +126,17 @@ class LocalStore:
 
     def _file(self, artifact_id: str) -> Path:
         return self.root / day_folder(artifact_id) / artifact_id
+
+    def _discard(self, artifact_id: str, job_id: str | None) -> None:
+        """Remove what a failed :meth:`put` wrote. Folders stay: another writer may be
+        about to put a file in the same day folder."""
+        target = self._file(artifact_id)
+        paths = [target, _sidecar(target)]
+        if job_id is not None:
+            paths.append(self.root / JOBS / job_id / artifact_id)
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
     def _mark(self, job_id: str, artifact_id: str) -> None:
         folder = self.root / JOBS / job_id

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from engine.redaction import redacted_url
 from engine.store.base import (
     ArtifactNotFoundError,
     ArtifactStoreError,
@@ -65,7 +66,8 @@ class S3Store:
         self.cache_dir = Path(cache_dir)
         self.url_expires_s = url_expires_s
         self.clock = clock
-        self.where = f"S3 bucket `{bucket}`" + (f" at {endpoint_url}" if endpoint_url else "")
+        shown = redacted_url(endpoint_url)  # shown in errors: never a password in the URL
+        self.where = f"S3 bucket `{bucket}`" + (f" at {shown}" if endpoint_url else "")
         self.client = _client(endpoint_url=endpoint_url, region=region)
         # Signed URLs name the host users reach, which may not be the one this host uses
         # (MinIO inside compose): signing makes no request, so a second client costs nothing.

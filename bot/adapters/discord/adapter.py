@@ -24,6 +24,7 @@ for code already on the loop.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 from collections import OrderedDict
@@ -162,9 +163,13 @@ class DiscordAdapter:
         if target is None:  # posted before a restart: its id is enough to edit it
             where = self._client.get_partial_messageable(int(message.thread or message.channel))
             target = where.get_partial_message(int(message.id))
-        self._remember(
-            await target.edit(content=message_text(text), allowed_mentions=allowed_mentions(text))
-        )
+        try:
+            edited = await target.edit(
+                content=message_text(text), allowed_mentions=allowed_mentions(text)
+            )
+        except discord.Forbidden as exc:  # access lost mid-job: as for a post, not a crash
+            raise not_allowed(message.thread or message.channel, exc) from None
+        self._remember(edited)
 
     async def aupload(
         self,
@@ -187,7 +192,11 @@ class DiscordAdapter:
             data, filename = fitted.data, fitted.filename
             caption = text if fitted.note is None else f"{text}\n-# {fitted.note}"
         file = discord.File(io.BytesIO(data), filename=filename)
-        posted = await self._send(target, text=caption, file=file)
+        # A job's image is posted once even when a first try landed but its answer was lost
+        # (a timeout, a reset, the bot killed before it recorded the post): Discord gives
+        # the first message back for a repeated nonce (enforce_nonce, a few minutes).
+        nonce = upload_nonce(target, filename) if votable else None
+        posted = await self._send(target, text=caption, file=file, nonce=nonce)
         if votable and self._settings.seed_reactions:
             # In the background: three reactions take about a second of rate limit, and
             # the next image should not wait for them.
@@ -292,15 +301,21 @@ class DiscordAdapter:
         text: str,
         file: discord.File | None = None,
         pings: discord.AllowedMentions | None = None,
+        nonce: str | None = None,
     ) -> discord.Message:
-        """Send port ``text``, pinging the users it mentions (or only ``pings``)."""
+        """Send port ``text``, pinging the users it mentions (or only ``pings``); with
+        ``nonce``, Discord creates no second message for the same nonce."""
         channel = self._messageable(channel_id)
         content, mentions = message_text(text), pings or allowed_mentions(text)
+        # discord.py's types take no None for `file` or `nonce`.
+        extra: dict[str, Any] = {"nonce": nonce} if nonce else {}
         try:
-            if file is None:  # discord.py's types take no None for `file`
-                sent = await channel.send(content=content, allowed_mentions=mentions)
+            if file is None:
+                sent = await channel.send(content=content, allowed_mentions=mentions, **extra)
             else:
-                sent = await channel.send(content=content, allowed_mentions=mentions, file=file)
+                sent = await channel.send(
+                    content=content, allowed_mentions=mentions, file=file, **extra
+                )
         except discord.Forbidden as exc:
             raise not_allowed(channel_id, exc) from None
         self._remember(sent)
@@ -363,3 +378,9 @@ class DiscordAdapter:
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def upload_nonce(channel_id: str, filename: str) -> str:
+    """The nonce of an image's message: the same for every try of the same image in the
+    same place (a job's file names are unique), at most Discord's 25 characters."""
+    return hashlib.sha256(f"{channel_id}/{filename}".encode()).hexdigest()[:25]

@@ -28,6 +28,7 @@ class DiscordSettings(BaseSettings):
         extra="ignore",
         populate_by_name=True,  # DiscordSettings(token=...) in code
         env_ignore_empty=True,  # `DISCORD_APPLICATION_ID=` in a .env means unset
+        hide_input_in_errors=True,  # an error never quotes a token it was given
     )
 
     token: SecretStr | None = Field(

@@ -14,7 +14,7 @@ import re
 import discord
 
 from bot.ports import ChannelUnavailable
-from bot.texts import clip, unescape
+from bot.texts import clip, unescape, visible
 
 MAX_CONTENT = 2000  # characters per message
 MAX_THREAD_NAME = 100
@@ -39,9 +39,10 @@ def not_allowed(channel_id: str, exc: discord.Forbidden) -> ChannelUnavailable:
 def message_text(text: str) -> str:
     """Port text as Discord shows it: Slack-style links become Markdown links, escaped user
     text its characters again (in one pass: ``&amp;lt;`` stays ``&lt;``); the length is cut
-    to Discord's limit with a visible ellipsis."""
+    to Discord's limit with a visible ellipsis. Control characters and bidirectional
+    overrides are shown as U+FFFD (:func:`bot.texts.visible`)."""
     text = _SLACK_LINK.sub(r"[\2](\1)", text)
-    return clip(unescape(text), MAX_CONTENT)
+    return clip(visible(unescape(text)), MAX_CONTENT)
 
 
 def allowed_mentions(text: str) -> discord.AllowedMentions:
@@ -59,7 +60,7 @@ def allowed_mentions(text: str) -> discord.AllowedMentions:
 def thread_name(text: str) -> str:
     """A thread title from the root message: its first two lines without mentions and
     Markdown marks (a title cannot ping anyone and shows no formatting)."""
-    text = _MENTION.sub("", text)
+    text = visible(_MENTION.sub("", text))
     lines = [" ".join(_NAME_JUNK.sub(" ", ln).split()) for ln in text.splitlines()]
     name = " — ".join([ln for ln in lines if ln][:2]) or "Proofroom job"
     return clip(name, MAX_THREAD_NAME)

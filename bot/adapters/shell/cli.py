@@ -148,7 +148,7 @@ class Shell:
         self.memory = ShellState(
             redis=self.redis,
             key_prefix=settings.key_prefix,
-            ttl_s=self.bot_settings.state_ttl_days * 24 * 3600,
+            ttl_s=self.bot_settings.state_retention_s,
         )
         self.adapter = ShellAdapter(
             out=out or sys.stdout, image_dir=settings.data_dir / "shell", memory=self.memory

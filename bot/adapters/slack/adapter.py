@@ -2,15 +2,18 @@
 
 - Posts and edits use ``chat.postMessage`` / ``chat.update`` with the bot token, never
   ``response_url`` (five uses in 30 minutes).
-- Each image is uploaded with ``files_upload_v2`` into the job's thread with its caption,
-  which makes one message per image that people can react to.
-  ``files.completeUploadExternal`` does not return that message's ts, so :meth:`upload`
-  reads it from the file's ``shares`` in ``files.info`` (Slack fills them in
-  asynchronously, hence a short wait). That ts is what ``reaction_added`` reports, so it is
-  the id the rules map to (job, image index).
+- Each image is one message people can react to, shared into the job's thread with its
+  caption and posted once even when an answer is lost (:mod:`bot.adapters.slack.uploads`).
+  Its ts is what ``reaction_added`` reports, so it is the id the rules map to (job, image
+  index).
 - Buttons cross the port in a neutral form and become Block Kit here (:func:`blocks_for`).
 - Every text goes out through :func:`~bot.adapters.slack.text.mrkdwn`: only the bot's own
   mentions stay live; a ``<!channel>`` or ``<@U…>`` in a prompt is shown, not obeyed.
+- Calls that fail on the way rather than on their merits (HTTP 500/502/503/504, a
+  connection reset, a timeout) are retried by the client (:mod:`bot.adapters.slack.client`),
+  429s after ``Retry-After``. A ``chat.postMessage`` whose request reached Slack but whose
+  answer was lost is posted again: Slack has no idempotency key for messages, and the bot
+  has no history scope to look.
 - Files attached to a mention become :class:`~bot.ports.Attachment` values after the checks
   of :mod:`bot.jobs.attachments` (:meth:`SlackAdapter.attachments`).
 """
@@ -25,16 +28,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-)
 
+from bot.adapters.slack.client import SlackChannelRefused, call, make_client
 from bot.adapters.slack.settings import SlackSettings
 from bot.adapters.slack.text import mrkdwn
+from bot.adapters.slack.uploads import share_file
 from bot.jobs.attachments import AttachmentError, check_declared_size, checked_attachment
-from bot.ports import Attachment, ChannelUnavailable, MessageRef, ReactionEvent, vote_for_emoji
+from bot.ports import Attachment, MessageRef, ReactionEvent, vote_for_emoji
 from bot.texts import escape
 
 log = logging.getLogger(__name__)
@@ -44,43 +44,7 @@ ACTION_PREFIX = "proofroom_"  # action_id of a button: proofroom_<action>, e.g. 
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
 IMAGE_TYPES = {"png", "jpg", "jpeg", "webp"}
 
-# API errors that retrying cannot fix: the bot is not in the channel, or the channel is gone.
-CHANNEL_ERRORS = frozenset(
-    {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
-)
-
-
-class SlackChannelRefused(ChannelUnavailable):
-    """Slack refused to post in a channel for a reason only a person can fix (invite the
-    bot, unarchive the channel). ``message`` says what to do; ``error`` is Slack's code."""
-
-    kind = "channel_unavailable"
-
-    def __init__(self, *, channel: str, error: str) -> None:
-        if error in ("not_in_channel", "channel_not_found"):
-            # channel_not_found is also what a private channel looks like from outside.
-            message = (
-                f"I'm not a member of <#{channel}>, so I can't post there. Invite me with "
-                "`/invite @proofroom` in that channel and try again."
-            )
-        elif error == "is_archived":
-            message = f"<#{channel}> is archived, so I can't post there; use another channel."
-        else:
-            message = f"Slack doesn't let me post in <#{channel}> ({error}); ask a workspace admin."
-        super().__init__(message, channel=channel, error=error)
-
-
-def make_client(settings: SlackSettings) -> WebClient:
-    """A ``WebClient`` that waits out rate limits: slack_sdk only retries connection errors
-    by default, and ``chat.postMessage`` allows about one message per second per channel."""
-    return WebClient(
-        token=settings.secret("bot_token"),
-        base_url=settings.api_url,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=settings.rate_limit_retries),
-        ],
-    )
+__all__ = ["SlackAdapter", "SlackChannelRefused", "blocks_for", "make_client"]
 
 
 class SlackAdapter:
@@ -148,27 +112,15 @@ class SlackAdapter:
         """One file, with ``text`` as its message, in ``thread``; the ref's id is the ts of
         the message that carries the file. ``votable`` changes nothing: Slack shows the
         reaction picker under every message."""
-        response = self._call(
-            "files_upload_v2",
+        ts = share_file(
+            call=self._call,
+            settings=self.settings,
             channel=channel,
-            thread_ts=thread,
-            file=data,
+            thread=thread,
+            data=data,
             filename=filename,
-            title=filename,
-            initial_comment=mrkdwn(text),
+            text=mrkdwn(text),
         )
-        file_id = response["file"]["id"]
-        ts = self._share_ts(file_id=file_id, channel=channel, thread=thread)
-        if ts is None:
-            # The file is in the thread; only reactions on it can't be tied to it. Not an
-            # error: the rules would post again a file people already see.
-            log.warning(
-                "no share of file %s in %s after %.1fs",
-                file_id,
-                channel,
-                self.settings.share_wait_s,
-            )
-            ts = file_id
         return MessageRef(PLATFORM, channel, ts, thread)
 
     def notify(self, *, channel: str, user: str, text: str, thread: str | None = None) -> None:
@@ -245,28 +197,7 @@ class SlackAdapter:
 
     # ---- internals ----------------------------------------------------------------
     def _call(self, method: str, **kwargs: Any) -> Any:
-        args = {k: v for k, v in kwargs.items() if v is not None}
-        try:
-            return getattr(self.client, method)(**args)
-        except SlackApiError as exc:
-            error = exc.response.get("error", "") if exc.response is not None else ""
-            if error in CHANNEL_ERRORS:
-                raise SlackChannelRefused(channel=str(args.get("channel")), error=error) from exc
-            raise
-
-    def _share_ts(self, *, file_id: str, channel: str, thread: str | None) -> str | None:
-        deadline = time.monotonic() + self.settings.share_wait_s
-        delay = 0.1
-        while True:
-            shares = self._call("files_info", file=file_id)["file"].get("shares") or {}
-            for kind in ("public", "private"):
-                for share in (shares.get(kind) or {}).get(channel, []):
-                    if thread is None or share.get("thread_ts") == thread:
-                        return str(share["ts"])
-            if time.monotonic() + delay > deadline:
-                return None
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        return call(self.client, method, **kwargs)
 
     def _download(self, file: dict[str, Any], *, name: str, max_bytes: int) -> bytes:
         url = str(file.get("url_private_download") or file.get("url_private") or "")

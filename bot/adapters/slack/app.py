@@ -23,6 +23,7 @@ app). ``bench/ack.py`` measures both modes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -33,6 +34,7 @@ from slack_bolt import Ack, App, BoltResponse, Respond
 from slack_bolt.request import BoltRequest
 
 from bot.adapters.slack.adapter import ACTION_PREFIX, PLATFORM, SlackAdapter
+from bot.adapters.slack.groups import UserGroups
 from bot.adapters.slack.text import command_text, mrkdwn
 from bot.jobs.attachments import AttachmentError
 from bot.ports import CommandEvent, ReactionEvent
@@ -63,10 +65,12 @@ def build_app(
     max_pixels: int,
     socket_mode: bool = False,
     work: Executor | None = None,
+    groups: UserGroups | None = None,
 ) -> App:
     """The Bolt ``App`` for ``core``. In HTTP mode every request is checked against the
     signing secret (bad signature or a timestamp over five minutes old: 401). Listeners'
-    work runs on ``work`` after the ack (default: a pool of ``WORK_THREADS`` threads)."""
+    work runs on ``work`` after the ack (default: a pool of ``WORK_THREADS`` threads).
+    ``groups``: the user groups that are Slack's roles (none: no roles)."""
     settings = adapter.settings
     app = App(
         client=adapter.client,  # its bot token and rate-limit retries serve the app too
@@ -79,6 +83,10 @@ def build_app(
         process_before_response=True,
     )
     pool = work or work_pool()
+
+    def roles(user: str) -> frozenset[str]:
+        # After the ack, on the work pool: reading the groups may take a Web API call.
+        return groups.of(user) if groups is not None else frozenset()
 
     def later(fn: Callable[..., None], *args: Any) -> None:
         pool.submit(_logged, fn, *args)
@@ -106,6 +114,7 @@ def build_app(
             user=command["user_id"],
             channel=command["channel_id"],
             text=command_text(command.get("text", "")),
+            roles=roles(command["user_id"]),
         )
         # Escaped like every post: the reply may quote what the user typed.
         respond(text=mrkdwn(core.handle_command(event)), response_type="ephemeral")
@@ -129,6 +138,7 @@ def build_app(
             channel=event["channel"],
             text=command_text(event.get("text", ""), strip_mention=True),
             attachments=files,
+            roles=roles(event["user"]),
         )
         reply = core.handle_command(command)
         adapter.notify(channel=event["channel"], user=event["user"], text=reply, thread=thread)
@@ -141,7 +151,8 @@ def build_app(
     def vote(event: dict[str, Any], event_id: str | None) -> None:
         reaction = adapter.reaction_event(event=event, event_id=event_id)
         if reaction is not None:
-            core.handle_reaction(reaction)
+            known = reaction.roles | roles(reaction.user)
+            core.handle_reaction(dataclasses.replace(reaction, roles=known))
 
     @app.action(ACTION_PREFIX + "cancel")
     def cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
@@ -154,6 +165,7 @@ def build_app(
             user=body["user"]["id"],
             channel=body["channel"]["id"],
             text=f"cancel {action['value']}",
+            roles=roles(body["user"]["id"]),
         )
         respond(
             text=mrkdwn(core.handle_command(event)),

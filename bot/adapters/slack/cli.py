@@ -18,6 +18,7 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from bot.adapters.slack.adapter import SlackAdapter, make_client
 from bot.adapters.slack.app import Core, build_app, work_pool
+from bot.adapters.slack.groups import UserGroups
 from bot.adapters.slack.settings import SlackSettings
 from bot.service import BotService
 from bot.settings import BotSettings
@@ -198,6 +199,11 @@ class SlackRuntime:
             max_pixels=settings.limits.max_input_pixels,
             socket_mode=socket_mode,
             work=self.work,
+            # Slack's roles, read only when a setting names one (scope usergroups:read).
+            groups=UserGroups(
+                client=self.adapter.client,
+                wanted=bool(bot_settings.admin_roles or bot_settings.approver_roles),
+            ),
         )
         self.pump_block_ms = pump_block_ms
         self._stop = threading.Event()

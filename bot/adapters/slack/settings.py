@@ -20,7 +20,11 @@ class SlackSettings(BaseSettings):
     """Credentials and limits of the Slack adapter; see ``docs/slack.md``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PROOFROOM_SLACK_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="PROOFROOM_SLACK_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,  # an error never quotes a token it was given
     )
 
     bot_token: SecretStr | None = Field(
@@ -50,6 +54,8 @@ class SlackSettings(BaseSettings):
     update_interval_s: float = 1.0
     # How long an upload waits for Slack to report the message that carries the file.
     share_wait_s: float = 5.0
+    # Seconds a Web API call may take before it is given up and tried again.
+    api_timeout_s: float = 30.0
     http_port: int = 3000
     http_path: str = "/slack/events"
 

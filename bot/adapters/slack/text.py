@@ -6,7 +6,8 @@ Slack reads ``<…>`` in a message as markup: ``<@U…>`` notifies a user, ``<!c
 Slack's documented escaping (``&amp;``, ``&lt;``, ``&gt;``) is the only way to show those
 characters as text. The port's text escapes user words the same way (:func:`bot.texts.escape`),
 so here only the bot's own markup stays live and every other ``&``, ``<``, ``>`` is escaped:
-a ``<!channel>`` that reached a message unescaped still notifies nobody.
+a ``<!channel>`` that reached a message unescaped still notifies nobody. Control characters
+and bidirectional overrides are shown as U+FFFD (:func:`bot.texts.visible`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import html
 import re
 
-from bot.texts import escape
+from bot.texts import escape, visible
 
 # What stays as it is: the bot's user mentions and channel links, links (a label after
 # ``|``), entities already escaped, and a ``>`` that starts a line (a block quote: with no
@@ -37,7 +38,7 @@ def mrkdwn(text: str) -> str:
         parts += [escape(text[end : kept.start()]), kept.group()]
         end = kept.end()
     parts.append(escape(text[end:]))
-    return "".join(parts)
+    return visible("".join(parts))
 
 
 def command_text(text: str, *, strip_mention: bool = False) -> str:

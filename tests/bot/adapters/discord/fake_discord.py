@@ -106,6 +106,11 @@ class FakeDiscord:
         with self._lock:
             self._rules.append(_Rule(method, prefix, status, body, times))
 
+    def clear_failures(self) -> None:
+        """Forget every :meth:`fail` not used up (access was given back)."""
+        with self._lock:
+            self._rules.clear()
+
     def add_member(self, user_id: str, *, name: str, roles: list[str] = ()) -> dict[str, Any]:
         """A guild member; ``roles`` are role ids. Returns the member payload."""
         self.members[user_id] = payload = member(user_id, name, list(roles))
@@ -226,7 +231,22 @@ class FakeDiscord:
         if parts[0] == "channels" and len(parts) == 3 and method == "POST":
             if parts[1] not in self.channels and parts[1] not in self.threads:
                 return 404, {"message": "Unknown Channel", "code": 10003}
-            return 200, self._message(parts[1], payload, call, author=BOT_ID)
+            nonce = payload.get("nonce") if payload.get("enforce_nonce") else None
+            with self._lock:  # Discord: the same nonce again gives the first message back
+                earlier = next(
+                    (
+                        m
+                        for m in self.messages.values()
+                        if nonce and m["channel_id"] == parts[1] and m.get("nonce") == nonce
+                    ),
+                    None,
+                )
+            if earlier is not None:
+                return 200, earlier
+            message = self._message(parts[1], payload, call, author=BOT_ID)
+            if nonce:
+                message["nonce"] = nonce
+            return 200, message
         if parts[0] == "channels" and len(parts) == 4 and method == "PATCH":
             message = self.messages.get(parts[3])
             if message is None or message["channel_id"] != parts[1]:

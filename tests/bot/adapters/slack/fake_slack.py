@@ -3,15 +3,21 @@
 ``WebClient(base_url=fake.api_url)`` talks to it over HTTP exactly as it talks to Slack,
 so retries, multipart uploads and error handling run for real. Every call is recorded.
 It can be told to answer one call with ``429 Retry-After: 1`` or with an API error such as
-``not_in_channel``, and it hosts files for the intake tests (downloads need the bot token,
+``not_in_channel``; to fail as a network does (:meth:`FakeSlack.server_error`,
+:meth:`FakeSlack.delay`, :meth:`FakeSlack.reset`, :meth:`FakeSlack.refuse_channel`), and it
+hosts files for the intake tests (downloads need the bot token,
 and a wrong token gets Slack's HTML login page with status 200, as Slack does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import socket
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -71,6 +77,20 @@ class _Rule:
 
 
 @dataclass
+class _Fault:
+    """A network-level failure: ``status`` (an HTTP 5xx with no Slack answer), ``delay``
+    (the call takes effect, the answer comes ``seconds`` late) or ``reset`` (the connection
+    is closed without an answer; after the call took effect when ``processed``)."""
+
+    method: str  # an API method, or "upload" for the bytes of a file
+    kind: str
+    status: int = 500
+    seconds: float = 0.0
+    processed: bool = False
+    times: int | None = 1  # None: always
+
+
+@dataclass
 class FakeSlack:
     """State and scripting of the fake; start with :meth:`start`, stop with :meth:`stop`."""
 
@@ -83,6 +103,10 @@ class FakeSlack:
     files: dict[str, HostedFile] = field(default_factory=dict)
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     _rules: list[_Rule] = field(default_factory=list)
+    _faults: list[_Fault] = field(default_factory=list)
+    # Requests received per method, counted when they arrive (before any answer).
+    _started: Counter[str] = field(default_factory=Counter)
+    _refused: dict[str, str] = field(default_factory=dict)  # channel -> Slack error
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -130,6 +154,37 @@ class FakeSlack:
         """Answer ``method`` with ``{"ok": false, "error": error}`` (always, or ``times``)."""
         self._rules.append(_Rule(method, 200, {"ok": False, "error": error}, {}, times))
 
+    def server_error(self, method: str, *, status: int = 500, times: int | None = 1) -> None:
+        """Answer ``method`` with HTTP ``status`` and a plain-text body, as a load balancer
+        in trouble does; the call takes no effect."""
+        self._faults.append(_Fault(method, "status", status=status, times=times))
+
+    def delay(self, method: str, seconds: float, *, times: int | None = 1) -> None:
+        """Let ``method`` take effect, then answer only after ``seconds``: a client with a
+        shorter timeout gives up on a call that happened."""
+        self._faults.append(_Fault(method, "delay", seconds=seconds, times=times))
+
+    def reset(self, method: str, *, processed: bool = False, times: int | None = 1) -> None:
+        """Close the connection of ``method`` without an answer; ``processed``: after the
+        call took effect (the client cannot tell which)."""
+        self._faults.append(_Fault(method, "reset", processed=processed, times=times))
+
+    def refuse_channel(self, channel: str, error: str = "channel_not_found") -> None:
+        """Answer every call about ``channel`` with ``error`` until :meth:`admit_channel`
+        (the bot was removed from a private channel, or it was deleted)."""
+        with self._lock:
+            self._refused[channel] = error
+
+    def admit_channel(self, channel: str) -> None:
+        """Undo :meth:`refuse_channel` (the bot was invited again)."""
+        with self._lock:
+            self._refused.pop(channel, None)
+
+    def started(self, method: str) -> int:
+        """Requests of ``method`` received so far, answered or not."""
+        with self._lock:
+            return self._started[method]
+
     def host_file(
         self, *, name: str, data: bytes, mimetype: str, filetype: str, size: int | None = None
     ) -> dict[str, Any]:
@@ -158,6 +213,21 @@ class FakeSlack:
                         rule.times -= 1
                     return rule
         return None
+
+    def _fault(self, method: str) -> _Fault | None:
+        with self._lock:
+            self._started[method] += 1
+            for fault in self._faults:
+                if fault.method == method and fault.times != 0:
+                    if fault.times is not None:
+                        fault.times -= 1
+                    return fault
+        return None
+
+    def _channel_error(self, args: dict[str, Any]) -> str | None:
+        with self._lock:
+            channel = args.get("channel") or args.get("channel_id")
+            return self._refused.get(channel) if isinstance(channel, str) else None
 
     def answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         """The JSON body of a successful call (after scripted failures were checked)."""
@@ -263,7 +333,44 @@ def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(body)
+            # The client may have given up (a timeout, a killed bot): the call still ran.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(body)
+
+        def _reset(self) -> None:
+            """Close the connection at once, with no answer (an RST, not a clean end)."""
+            self.close_connection = True
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            self.connection.close()
+
+        def _faulted(self, fault: _Fault | None, method: str, args: dict[str, Any]) -> bool:
+            """Apply ``fault`` before the call takes effect; True when it was answered."""
+            if fault is None or (fault.kind == "reset" and fault.processed):
+                return False
+            if fault.kind == "status":
+                with fake._lock:
+                    fake.calls.append(Call(method, args, self._token(), fault.status, None))
+                self._send(fault.status, b"upstream connect error", "text/plain")
+                return True
+            if fault.kind == "reset":
+                with fake._lock:
+                    fake.calls.append(Call(method, args, self._token(), 0, None))
+                self._reset()
+                return True
+            return False
+
+        def _after(self, fault: _Fault | None) -> bool:
+            """Apply ``fault`` after the call took effect; True when no answer is to go."""
+            if fault is None:
+                return False
+            if fault.kind == "delay":
+                time.sleep(fault.seconds)
+            if fault.kind == "reset" and fault.processed:
+                self._reset()
+                return True
+            return False
 
         def _token(self) -> str | None:
             auth = self.headers.get("Authorization", "")
@@ -297,24 +404,37 @@ def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 return
             if path.startswith("/upload/"):
                 file_id = path.rsplit("/", 1)[1]
+                fault = fake._fault("upload")
+                if self._faulted(fault, "upload", {"file": file_id, "bytes": len(raw)}):
+                    return
                 with fake._lock:
                     fake.calls.append(Call("upload", {"file": file_id, "bytes": len(raw)}, None))
                     fake.uploads[file_id]["data"] = raw
-                self._send(200, f"OK - {len(raw)}".encode(), "text/plain")
+                if not self._after(fault):
+                    self._send(200, f"OK - {len(raw)}".encode(), "text/plain")
                 return
             method = path.removeprefix("/api/")
             args = _parse_args(self.headers.get("Content-Type", ""), raw, self.path)
+            fault = fake._fault(method)
+            if self._faulted(fault, method, args):
+                return
             rule = fake._scripted(method)
             token = fake.app_token if method == "apps.connections.open" else fake.bot_token
+            refused = fake._channel_error(args)
             if self._token() != token:
                 status, body = 200, {"ok": False, "error": "invalid_auth"}
             elif rule is not None:
                 status, body = rule.status, rule.body
+            elif refused is not None:
+                status, body = 200, {"ok": False, "error": refused}
             else:
                 with fake._lock:
                     status, body = 200, fake.answer(method, args)
+            lost = fault is not None and fault.kind == "reset"  # status 0: no answer came
             with fake._lock:
-                fake.calls.append(Call(method, args, self._token(), status, body))
+                fake.calls.append(Call(method, args, self._token(), 0 if lost else status, body))
+            if self._after(fault):
+                return
             self._send(
                 status,
                 json.dumps(body).encode(),
