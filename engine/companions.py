@@ -30,7 +30,7 @@ from engine.queue import PRIORITIES, job_spec, parse_queue_name, queue_name
 from engine.recovery import requeue
 from engine.settings import Settings
 from engine.spec import JobSpec
-from engine.tasks import Member, WorkerContext, running_key
+from engine.tasks import Member, WorkerContext, forget_running, running_key
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,7 @@ def _take(
     if removed:
         return True
     if wrote:  # lost the race after all: take back the entry, unless the winner wrote its own
-        with redis.pipeline() as pipe:
-            try:
-                pipe.watch(running)
-                if pipe.hget(running, job_id) == worker.encode():
-                    pipe.multi()
-                    pipe.hdel(running, job_id)
-                    pipe.execute()
-            except redis_lib.WatchError:
-                pass  # the winner wrote its entry meanwhile: it is theirs
+        forget_running(redis, settings, job_id=job_id, worker=worker)
     return False
 
 

@@ -126,6 +126,21 @@ def running_key(settings: Settings) -> str:
     return f"{settings.key_prefix}:running"
 
 
+def forget_running(redis: redis_lib.Redis, settings: Settings, *, job_id: str, worker: str) -> None:
+    """Drop ``job_id`` from the running hash if ``worker`` still holds it: another worker
+    may have taken the job (a retry, a lost race) meanwhile, and its entry stays."""
+    key = running_key(settings)
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.hget(key, job_id) == worker.encode():
+                pipe.multi()
+                pipe.hdel(key, job_id)
+                pipe.execute()
+        except redis_lib.WatchError:
+            pass  # the hash changed meanwhile: what is there now is not ours to drop
+
+
 @dataclass(eq=False)
 class Member:
     """A job of a group render (``engine.merging``): its spec and RQ job; ``outcome`` is

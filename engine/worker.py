@@ -63,7 +63,7 @@ from engine.pools import served_pools
 from engine.queue import FAMILIES, JobQueue, queue_names, rq_prefix
 from engine.recovery import Heartbeat, RecoveryConfig, requeue
 from engine.settings import Settings, get_settings
-from engine.tasks import JobVanished, WorkerContext, configure, running_key
+from engine.tasks import JobVanished, WorkerContext, configure, forget_running, running_key
 from engine.tasks import installed as tasks_context
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,7 @@ class ProofroomWorker(SimpleWorker):
         leader_id = job.id.removeprefix(f"{rq_prefix(context.settings)}-")
         # Taken off its queue: from now on a crash of this process gives the job back
         # (engine.recovery), not only once run_job records it, after the companions' claim.
-        running = running_key(context.settings)
-        self.connection.hset(running, leader_id, self.name)
+        self.connection.hset(running_key(context.settings), leader_id, self.name)
         held = [leader_id]
         try:
             members = companions.start(self, job, context=context)
@@ -158,7 +157,7 @@ class ProofroomWorker(SimpleWorker):
             # run_job drops the entries of the jobs it rendered; a companion cancelled after
             # its claim was never rendered, and its claim's entry would stay.
             for job_id in held:
-                _forget_running(self.connection, running, job_id=job_id, worker=self.name)
+                forget_running(self.connection, context.settings, job_id=job_id, worker=self.name)
 
     def request_stop(self, signum: int, frame: Any) -> None:
         """First signal: finish the current job (waiting for Redis to publish it, if it is
@@ -228,20 +227,6 @@ class ProofroomWorker(SimpleWorker):
         )
         log.warning("worker %s: job %s handed back to %s", self.name, job_id, queue.name)
         raise SystemExit(1)
-
-
-def _forget_running(redis: redis_lib.Redis, key: str, *, job_id: str, worker: str) -> None:
-    """Drop ``job_id`` from the running hash if this worker still holds it (a retry may have
-    been taken by another worker meanwhile: its entry stays)."""
-    with redis.pipeline() as pipe:
-        try:
-            pipe.watch(key)
-            if pipe.hget(key, job_id) == worker.encode():
-                pipe.multi()
-                pipe.hdel(key, job_id)
-                pipe.execute()
-        except redis_lib.WatchError:
-            pass  # the hash changed meanwhile: what is there now is not ours to drop
 
 
 def worker_name(settings: Settings) -> str:

@@ -132,6 +132,21 @@ def wait_kind(events: EventStream, job_id: str, *kinds: str, timeout: float = 60
     return wait_for(found, timeout=timeout, what=f"a {'/'.join(kinds)} event of job {job_id}")
 
 
+def process_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a ``proofroom`` process started by a test the test's
+    settings: its Redis and key prefix, its folders, the repository on the path, offline."""
+    return {
+        "REDIS_URL": settings.redis_url or "",
+        "PROOFROOM_KEY_PREFIX": settings.key_prefix,
+        "PROOFROOM_DATA_DIR": str(settings.data_dir),
+        "PROOFROOM_LORA_DIR": str(settings.lora_dir),
+        "PROOFROOM_MODEL_CACHE_DIR": str(settings.model_cache_dir),
+        "PROOFROOM_TEMPLATES_DIR": str(settings.templates_dir),
+        "PYTHONPATH": str(REPO_ROOT),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
 class WorkerProcess:
     """``python -m engine.worker`` in a subprocess, configured through the environment
     (``env``: more variables, e.g. ``PROOFROOM_MICRO_BATCHING``)."""
@@ -151,16 +166,9 @@ class WorkerProcess:
         self.log_path = log_path
         env = {
             **os.environ,
-            "REDIS_URL": settings.redis_url or "",
-            "PROOFROOM_KEY_PREFIX": settings.key_prefix,
-            "PROOFROOM_DATA_DIR": str(settings.data_dir),
-            "PROOFROOM_LORA_DIR": str(settings.lora_dir),
-            "PROOFROOM_MODEL_CACHE_DIR": str(settings.model_cache_dir),
-            "PROOFROOM_TEMPLATES_DIR": str(settings.templates_dir),
+            **process_env(settings),
             "PROOFROOM_PROGRESS_INTERVAL_S": str(settings.progress_interval_s),
             "PROOFROOM_JOB_RETRIES": str(settings.job_retries),
-            "PYTHONPATH": str(REPO_ROOT),
-            "HF_HUB_OFFLINE": "1",
             **(env or {}),
         }
         command = [

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,10 +23,10 @@ from tests.bot.adapters.slack.fake_slack import TEAM, FakeSlack
 from tests.bot.adapters.slack.fake_socket import FakeSocketMode
 from tests.bot.adapters.slack.slack_requests import mention
 from tests.engine.jobs_fixtures import (
-    REPO_ROOT,
     WorkerProcess,
     isolated_settings,
     new_prefix,
+    process_env,
     wipe,
 )
 from tests.waiting import wait_for
@@ -62,12 +63,7 @@ class BotProcess:
         self.log_path = log_path
         env = {
             **os.environ,
-            "REDIS_URL": settings.redis_url or "",
-            "PROOFROOM_KEY_PREFIX": settings.key_prefix,
-            "PROOFROOM_DATA_DIR": str(settings.data_dir),
-            "PROOFROOM_LORA_DIR": str(settings.lora_dir),
-            "PROOFROOM_MODEL_CACHE_DIR": str(settings.model_cache_dir),
-            "PROOFROOM_TEMPLATES_DIR": str(settings.templates_dir),
+            **process_env(settings),
             "PROOFROOM_EXPORT_DIR": str(settings.data_dir / "approved"),
             "SLACK_BOT_TOKEN": fake.bot_token,
             "SLACK_APP_TOKEN": fake.app_token,
@@ -75,8 +71,6 @@ class BotProcess:
             "PROOFROOM_SLACK_UPDATE_INTERVAL_S": "0",
             "PROOFROOM_SLACK_SHARE_WAIT_S": "3",
             "PROOFROOM_SLACK_API_TIMEOUT_S": str(api_timeout_s),
-            "PYTHONPATH": str(REPO_ROOT),
-            "HF_HUB_OFFLINE": "1",
         }
         earlier = socket.client()
         self._log = log_path.open("ab")
@@ -303,7 +297,25 @@ def until(predicate: Callable[[], Any], *, faults: Faults, what: str, timeout: f
         raise AssertionError(f"{exc}\n{faults.logs()}") from None
 
 
+def both_images_once(faults: Faults, fake: FakeSlack, thread: str) -> None:
+    """Wait for a job's two images in ``thread``, then check that each was shared once, in
+    order (after a pause long enough for a stray repeat to show)."""
+    until(
+        lambda: len(fake.shared_files(thread=thread)) >= 2,
+        faults=faults,
+        what="both images in the thread",
+    )
+    time.sleep(1.5)  # time for a stray repeat to show
+    assert faults.shares(thread) == 2, faults.logs()
+    images = fake.shared_files(thread=thread)
+    assert [i["initial_comment"].split(" \u00b7 ")[0] for i in images] == [
+        "Image 1/2",
+        "Image 2/2",
+    ], faults.logs()
+
+
 __all__ = [
+    "both_images_once",
     "CHANNEL",
     "REQUESTER",
     "Faults",

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from engine.events import EventStream
-from tests.bot.faults.conftest import Faults, until, wait_ready
+from tests.bot.faults.conftest import Faults, both_images_once, until, wait_ready
 from tests.engine.jobs_fixtures import wait_kind
 
 pytestmark = pytest.mark.slow
@@ -55,18 +55,7 @@ def test_a_bot_killed_mid_job_and_mid_posting_posts_every_image_once(faults: Fau
     assert faults.shares(thread) == 1
 
     faults.start_bot()
-    images = until(
-        lambda: len(fake.shared_files(thread=thread)) >= 2 and fake.shared_files(thread=thread),
-        faults=faults,
-        what="both images in the thread",
-    )
-    time.sleep(1.5)  # time for a stray repeat to show
-    assert faults.shares(thread) == 2, faults.logs()
-    images = fake.shared_files(thread=thread)
-    assert [i["initial_comment"].split(" \u00b7 ")[0] for i in images] == [
-        "Image 1/2",
-        "Image 2/2",
-    ], faults.logs()
+    both_images_once(faults, fake, thread)
     assert len([c for c in fake.calls_to("files.completeUploadExternal") if c.status == 200]) == 2
 
     # One progress message for the job, through three bot processes, and it ends at Done.

@@ -21,7 +21,14 @@ from bot.state import BotState
 from engine.events import EventStream
 from engine.spec import JobResult
 from engine.store import store_from_settings
-from tests.bot.faults.conftest import CHANNEL, REQUESTER, Faults, until, wait_ready
+from tests.bot.faults.conftest import (
+    CHANNEL,
+    REQUESTER,
+    Faults,
+    both_images_once,
+    until,
+    wait_ready,
+)
 from tests.engine.jobs_fixtures import wait_kind
 
 pytestmark = pytest.mark.slow
@@ -46,18 +53,7 @@ def test_transient_failures_are_retried_and_each_image_arrives_once(faults: Faul
 
     job_id = faults.imagine("a lighthouse at dusk --n 2 --steps 2 --seed 3")
     thread = faults.thread_of(job_id)
-    until(
-        lambda: len(fake.shared_files(thread=thread)) >= 2,
-        faults=faults,
-        what="both images in the thread",
-    )
-    time.sleep(1.5)  # time for a stray repeat to show
-    assert faults.shares(thread) == 2, faults.logs()
-    images = fake.shared_files(thread=thread)
-    assert [i["initial_comment"].split(" \u00b7 ")[0] for i in images] == [
-        "Image 1/2",
-        "Image 2/2",
-    ], faults.logs()
+    both_images_once(faults, fake, thread)
 
     # Every fault happened, and each was followed by a try that worked.
     statuses = {m: [c.status for c in fake.calls_to(m)] for m in ("chat.postMessage", "upload")}

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.settings import REPO_ROOT, Settings
+from engine.settings import Settings
 from tests.bot.adapters.slack.conftest import SIGNING_SECRET, fake_slack  # noqa: F401
 from tests.bot.adapters.slack.fake_slack import FakeSlack
+from tests.engine.jobs_fixtures import process_env
 from tests.waiting import wait_for
 
 SERVING = re.compile(r"serving on (http://\S+) ")
@@ -66,16 +67,7 @@ class ServeProcess:
     ) -> None:
         self.log_path = workdir / f"serve-{len(list(workdir.glob('serve-*.log')))}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-        env |= {
-            "REDIS_URL": settings.redis_url or "",
-            "PROOFROOM_KEY_PREFIX": settings.key_prefix,
-            "PROOFROOM_DATA_DIR": str(settings.data_dir),
-            "PROOFROOM_LORA_DIR": str(settings.lora_dir),
-            "PROOFROOM_MODEL_CACHE_DIR": str(settings.model_cache_dir),
-            "PROOFROOM_TEMPLATES_DIR": str(settings.templates_dir),
-            "PYTHONPATH": str(REPO_ROOT),
-            "HF_HUB_OFFLINE": "1",
-        }
+        env |= process_env(settings)
         if fake is not None:
             env |= {
                 "SLACK_BOT_TOKEN": fake.bot_token,
