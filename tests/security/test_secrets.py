@@ -39,9 +39,9 @@ from bot.settings import BotSettings
 from engine.redaction import redacted_url
 from engine.settings import Settings
 from tests.bot.adapters.discord.fake_discord import FakeDiscord
-from tests.bot.adapters.slack.fake_slack import TEAM, FakeSlack
+from tests.bot.adapters.slack.fake_slack import FakeSlack
 from tests.bot.adapters.slack.fake_socket import FakeSocketMode
-from tests.bot.adapters.slack.slack_requests import SlackSender, reaction
+from tests.bot.adapters.slack.slack_requests import SlackSender, reaction, slash_envelope
 from tests.bot.webhooks.receiver import Receiver
 from tests.redis_server import free_port
 from tests.s3_server import S3Server
@@ -296,25 +296,6 @@ def test_a_whole_session_shows_no_secret_anywhere(
     assert captured.leaks(values) == []
     # The search sees what it is meant to: the key `create` printed, the redacted URL.
     assert api_key in created and "***" in redacted_url(login)
-
-
-def slash_envelope(envelope_id: str, *, user: str, text: str, response_url: str) -> dict:
-    """``/imagine <text>`` as Slack pushes it over the Socket Mode WebSocket."""
-    return {
-        "envelope_id": envelope_id,
-        "type": "slash_commands",
-        "accepts_response_payload": True,
-        "payload": {
-            "team_id": TEAM,
-            "channel_id": CHANNEL,
-            "user_id": user,
-            "command": "/imagine",
-            "text": text,
-            "api_app_id": "A0PROOF",
-            "response_url": response_url,
-            "trigger_id": "1.2.3",
-        },
-    }
 
 
 def _boto(credentials: dict[str, str]) -> dict[str, str]:

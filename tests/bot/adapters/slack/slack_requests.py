@@ -171,3 +171,24 @@ def mention(
         event["files"] = files
         event["upload"] = False
     return event
+
+
+def slash_envelope(
+    envelope_id: str, *, user: str, text: str, response_url: str, channel: str = "CGENERAL"
+) -> dict[str, Any]:
+    """``/imagine <text>`` as Slack pushes it over the Socket Mode WebSocket."""
+    return {
+        "envelope_id": envelope_id,
+        "type": "slash_commands",
+        "accepts_response_payload": True,
+        "payload": {
+            "team_id": TEAM,
+            "channel_id": channel,
+            "user_id": user,
+            "command": "/imagine",
+            "text": text,
+            "api_app_id": "A0PROOF",
+            "response_url": response_url,
+            "trigger_id": "1.2.3",
+        },
+    }

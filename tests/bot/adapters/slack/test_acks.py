@@ -26,7 +26,7 @@ from engine.settings import Settings
 from tests.bot.adapters.slack.conftest import SIGNING_SECRET, serve, wait_for
 from tests.bot.adapters.slack.fake_slack import TEAM, FakeSlack
 from tests.bot.adapters.slack.fake_socket import FakeSocketMode
-from tests.bot.adapters.slack.slack_requests import mention
+from tests.bot.adapters.slack.slack_requests import mention, slash_envelope
 from tests.bot.conftest import queued_jobs
 
 BURST = 50  # what Slack may send at once to a team's bot
@@ -168,25 +168,6 @@ def socket_mode(fake_slack: FakeSlack) -> Iterator[FakeSocketMode]:
     fake_slack.socket_url = server.url
     yield server
     server.stop()
-
-
-def slash_envelope(envelope_id: str, *, user: str, text: str, response_url: str) -> dict:
-    """A slash command as Slack pushes it over the socket."""
-    return {
-        "envelope_id": envelope_id,
-        "type": "slash_commands",
-        "accepts_response_payload": True,
-        "payload": {
-            "team_id": TEAM,
-            "channel_id": "CGENERAL",
-            "user_id": user,
-            "command": "/imagine",
-            "text": text,
-            "api_app_id": "A0PROOF",
-            "response_url": response_url,
-            "trigger_id": "1.2.3",
-        },
-    }
 
 
 def test_socket_mode_envelopes_are_acknowledged_while_work_is_stuck(
