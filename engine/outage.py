@@ -33,6 +33,8 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from engine.redaction import redacted_url
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -200,4 +202,30 @@ def patient_redis(url: str, *, outage: Outage, connect_timeout_s: float = 5.0) -
     try after ``connect_timeout_s``, instead of the operating system's minutes."""
     return redis_lib.Redis.from_url(
         url, retry=PatientRetry(outage=outage), socket_connect_timeout=connect_timeout_s
+    )
+
+
+def login_refused(url: str, *, timeout_s: float = 5.0) -> str | None:
+    """The sentence to show when Redis at ``url`` refuses the login (a wrong user name or
+    password: waiting, as for an outage, would never end), else None: Redis let us in, or
+    did not answer at all (an outage, which the process waits out)."""
+    client = redis_lib.Redis.from_url(url, socket_connect_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis_lib.AuthenticationError as exc:
+        return refused_login(url, exc)
+    except CONNECTION_ERRORS:
+        return None
+    except redis_lib.ResponseError:  # e.g. still loading its data: Redis answered, not a refusal
+        return None
+    finally:
+        client.close()
+    return None
+
+
+def refused_login(url: str, error: Exception) -> str:
+    """What to tell whoever started a process whose Redis login was refused (no password)."""
+    return (
+        f"Redis at {redacted_url(url)} refused the login ({error}); "
+        "check the user name and password in REDIS_URL"
     )

@@ -58,7 +58,7 @@ from engine.logs import configure_logging
 from engine.merging import CallCounters
 from engine.metrics import MetricsServer
 from engine.model_folders import load_catalog
-from engine.outage import CONNECTION_ERRORS, Outage, patient_redis
+from engine.outage import CONNECTION_ERRORS, Outage, login_refused, patient_redis
 from engine.pools import served_pools
 from engine.queue import FAMILIES, JobQueue, queue_names, rq_prefix
 from engine.recovery import Heartbeat, RecoveryConfig, requeue
@@ -433,6 +433,10 @@ def run(args: argparse.Namespace) -> int:
         metrics = MetricsServer(port=port) if port is not None else None
     except OSError as exc:
         print(f"cannot serve metrics on port {port} ({exc}); choose another", file=sys.stderr)
+        return 2
+    refused = login_refused(settings.redis_url)
+    if refused is not None:  # not an outage to wait out: nothing changes until REDIS_URL does
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     name = args.name or worker_name(settings)
     outage = Outage(name=f"worker {name}", logger=log)

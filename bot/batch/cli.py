@@ -34,6 +34,7 @@ from engine.catalog import Catalog
 from engine.errors import UserError
 from engine.events import EventStream, JobEvent
 from engine.model_folders import load_catalog
+from engine.outage import refused_login
 from engine.queue import JobQueue
 from engine.redaction import redacted_url
 from engine.settings import Settings, get_settings
@@ -96,11 +97,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _render(planned, args=args, settings=settings, catalog=catalog)
     except redis_lib.AuthenticationError as exc:  # a wrong password: no traceback, no password
-        print(
-            f"error: Redis at {redacted_url(settings.redis_url)} refused the login ({exc}); "
-            "check the user name and password in REDIS_URL",
-            file=sys.stderr,
-        )
+        print(f"error: {refused_login(settings.redis_url or '', exc)}", file=sys.stderr)
         return 2
 
 

@@ -187,6 +187,11 @@ def test_a_whole_session_shows_no_secret_anywhere(
         "-v", *batch, "--out", str(tmp_path / "refused"), env={**env, "REDIS_URL": wrong},
         log=logs / "batch-wrong.log", cwd=tmp_path,
     )  # fmt: skip
+    # A worker with it: told so at once, instead of waiting for an "outage" that never ends.
+    refused_worker = Proofroom(
+        "-v", "worker", env={**env, "REDIS_URL": wrong},
+        log=logs / "worker-wrong.log", cwd=tmp_path,
+    )  # fmt: skip
     check, _ = redis_check(settings.model_copy(update={"redis_url": wrong}))
     captured.add("the doctor's Redis check with a wrong password", check.line())
     assert check.status == "fail" and "invalid username-password pair" in check.detail, check
@@ -203,6 +208,11 @@ def test_a_whole_session_shows_no_secret_anywhere(
         said = refused.output
         captured.add("`proofroom batch` with a wrong Redis password", said)
         assert refused.proc.returncode == 2 and "Traceback" not in said, said
+        assert "refused the login" in said and "check the user name and password" in said
+        refused_worker.wait()
+        said = refused_worker.output
+        captured.add("`proofroom worker` with a wrong Redis password", said)
+        assert refused_worker.proc.returncode == 2 and "Traceback" not in said, said
         assert "refused the login" in said and "check the user name and password" in said
         # While they start: the doctor, and an API key (printed once, by `create` alone).
         status, doctor_out = proofroom("doctor", "doctor")
@@ -267,7 +277,7 @@ def test_a_whole_session_shows_no_secret_anywhere(
             what=f"the failure in chat\n{worker.output[-3000:]}",
         )
     finally:
-        for process in (serve, socket_bot, worker, refused):
+        for process in (serve, socket_bot, worker, refused, refused_worker):
             process.stop()
         captured.add("`proofroom serve`", serve.output)
         captured.add("`proofroom worker`", worker.output)
