@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 from PIL import Image, PngImagePlugin
+
+from tests.bot.adapters.discord.images import png_bomb
 
 MB = 1024 * 1024
 
@@ -24,23 +24,10 @@ def photo(size: tuple[int, int] = (64, 64)) -> bytes:
     return encoded(Image.new("RGB", size, (200, 30, 30)), "PNG")
 
 
-def chunk(kind: bytes, body: bytes) -> bytes:
-    """One PNG chunk with its CRC."""
-    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-
 def bomb(width: int = 30_000, height: int = 30_000) -> bytes:
     """A 1-bit PNG announcing ``width`` x ``height`` (900 million pixels) with a few rows of
     data: about a hundred bytes on the wire, gigabytes once decoded."""
-    rows = (b"\x00" + bytes((width + 7) // 8)) * 4
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(rows, 9))
-        + chunk(b"IEND", b"")
-    )
+    return png_bomb(width, height, bits=1)
 
 
 def truncated() -> bytes:

@@ -25,11 +25,13 @@ def encoded(fmt: str = "PNG", *, size: tuple[int, int] = (64, 64), noise: bool =
     return buffer.getvalue()
 
 
-def png_bomb(width: int, height: int) -> bytes:
-    """A PNG whose header says ``width`` x ``height`` (grayscale); the data is a few rows.
-    Decoding it would need width*height bytes; opening it reads only the header."""
-    raw = b"".join(b"\x00" + bytes(width) for _ in range(4))  # filter byte + 4 rows
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+def png_bomb(width: int, height: int, *, bits: int = 8) -> bytes:
+    """A PNG whose header says ``width`` x ``height`` (grayscale, ``bits`` per pixel); the
+    data is a few rows. Decoding it would need width*height pixels; opening it reads only
+    the header. With ``bits=1`` a 30,000 x 30,000 one is about a hundred bytes."""
+    row = bytes((width * bits + 7) // 8)
+    raw = (b"\x00" + row) * 4  # filter byte + 4 rows
+    ihdr = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + _chunk(b"IHDR", ihdr)
